@@ -1,0 +1,288 @@
+"""``edge-emotion benchmark``: latency and accuracy of every backend, one table, the same data.
+
+Method: each artifact is measured in its own subprocess (so one runtime's memory or
+threads never colour another's row, and peak RSS is the row's own). Inputs are the same
+real FER-2013 PrivateTest faces for every row; latency = wall time of the backend call
+after warm-up, many repetitions, median and p95; threads fixed and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = "../shared/data/fer2013.npz"
+DEFAULT_VIDEO = "../shared/data/scenes/short_hamilton_clip.mp4"
+SAMPLE_IMAGE = Path(__file__).parent / "assets" / "astronaut.png"
+COLUMNS = ["model", "format", "precision", "backend", "size_mb", "accuracy", "delta_vs_fp32", "p50_ms_b1", "p95_ms_b1",
+           "per_face_ms_b8", "per_face_ms_b32", "faces_per_s", "face_det_ms_640x480", "e2e_fps", "peak_rss_mb", "threads",
+           "runtime", "status"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
+                   help="model files or bundled names (default: every artifact of the bundled models, plus their .keras)")
+    p.add_argument("--backends", nargs="*", default=None, help="only these backends (litert, onnxruntime, tensorrt, keras)")
+    p.add_argument("--data", default=DEFAULT_DATA, help="dataset for accuracy, PrivateTest split (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="accuracy on the first N test images only (default: all)")
+    p.add_argument("--video", default=DEFAULT_VIDEO, help="clip for end-to-end FPS (default: %(default)s; the sample image if missing)")
+    p.add_argument("--frames", type=int, default=120, help="video frames for end-to-end FPS (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads per runtime (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=200, help="timed repetitions at batch 1 (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed warm-up calls (default: %(default)s)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write rows as JSON")
+    p.add_argument("--markdown", default=None, metavar="OUT", help="write the table as Markdown")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="accuracy-vs-latency and FPS plots (needs matplotlib)")
+    p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: measure one artifact
+
+
+def discover_models(models: list[str] | None) -> list[Path]:
+    from .runtime.zoo import MODELS_DIR, load_index
+
+    if models:
+        out = []
+        for m in models:
+            p = Path(m)
+            if p.exists():
+                out.append(p)
+                continue
+            entry = load_index()["models"].get(m)
+            if entry is None:
+                raise ValueError(f"{m}: not a file and not a bundled model")
+            out += [MODELS_DIR / m / a["file"] for a in entry["artifacts"].values()]
+        return out
+    out = []
+    for name, entry in load_index()["models"].items():
+        keras_file = MODELS_DIR / name / "model.keras"
+        if keras_file.exists():
+            out.append(keras_file)
+        out += [MODELS_DIR / name / a["file"] for a in entry["artifacts"].values()]
+    return out
+
+
+def _percentile_ms(ts: list[float], q: float) -> float:
+    return float(np.percentile(np.array(ts) * 1000, q))
+
+
+def _time_calls(fn, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return ts
+
+
+def measure_row(path: Path, args) -> dict:
+    """Measure one artifact in this process."""
+    import resource
+
+    import cv2
+
+    from .evaluate import metrics_from_probs
+    from .formats import format_for_path
+    from .metadata import read_metadata
+    from .runtime.classifier import EmotionClassifier
+
+    fmt = format_for_path(path)
+    meta = read_metadata(path)
+    row = {"model": meta.model_name, "file": str(path), "format": fmt.name, "precision": meta.precision, "backend": fmt.backend,
+           "size_mb": round(path.stat().st_size / 1e6, 3), "threads": args.threads}
+    clf = EmotionClassifier(path, threads=args.threads)
+    row["runtime"] = clf.backend.version()
+
+    # the same real faces for every row
+    from .train.data import load_dataset  # numpy-only loader; no TensorFlow
+
+    if Path(args.data).exists():
+        ds = load_dataset(args.data, meta.label_set)
+        test = ds["test"]
+        x_all, y_all = (test.x[: args.limit], test.hard_labels[: args.limit]) if args.limit else (test.x, test.hard_labels)
+        faces = [np.ascontiguousarray(c[..., 0]) for c in x_all]
+    else:
+        x_all, y_all, faces = None, None, [np.zeros((48, 48), np.uint8)] * 32
+        row["accuracy_note"] = f"{args.data} not found"
+    b32 = clf.preprocess(faces[:32])
+    t1 = _time_calls(lambda: clf.predict(b32[:1]), args.warmup, args.repeats)
+    t8 = _time_calls(lambda: clf.predict(b32[:8]), max(3, args.warmup // 4), max(20, args.repeats // 4))
+    t32 = _time_calls(lambda: clf.predict(b32), max(3, args.warmup // 4), max(20, args.repeats // 8))
+    row.update(p50_ms_b1=_percentile_ms(t1, 50), p95_ms_b1=_percentile_ms(t1, 95),
+               per_face_ms_b8=_percentile_ms(t8, 50) / 8, per_face_ms_b32=_percentile_ms(t32, 50) / 32)
+    row["faces_per_s"] = 32 / (np.median(t32))
+
+    if x_all is not None:
+        probs = np.concatenate([clf.predict(clf.preprocess(faces[i : i + 256])) for i in range(0, len(faces), 256)])
+        res = metrics_from_probs(probs, y_all, clf.labels)
+        row["accuracy"], row["macro_f1"], row["n_test"] = res.accuracy, res.macro_f1, res.n
+
+    # face detection on a 640x480 frame, and end to end on the clip
+    from .runtime import EmotionDetector
+
+    det = EmotionDetector(model=path, threads=args.threads)
+    sample = cv2.imread(str(SAMPLE_IMAGE))
+    frame640 = cv2.resize(sample, (640, 480))
+    td = _time_calls(lambda: det.face_detector.detect(frame640), 5, 50)
+    row["face_det_ms_640x480"] = _percentile_ms(td, 50)
+    row["face_detector"] = det.face_detector.name
+    if Path(args.video).exists():
+        cap = cv2.VideoCapture(args.video)
+        frames = []
+        while len(frames) < args.frames:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f)
+        cap.release()
+        row["e2e_source"] = f"{Path(args.video).name} ({len(frames)} frames)"
+    else:
+        frames = [sample] * 30
+        row["e2e_source"] = "astronaut.png x30"
+    det.detect(frames[0])
+    t = time.perf_counter()
+    n_faces = sum(len(det.detect(f)) for f in frames)
+    row["e2e_fps"] = len(frames) / (time.perf_counter() - t)
+    row["e2e_faces"] = n_faces
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["status"] = "ok"
+    return row
+
+
+def _subprocess_row(path: Path, args) -> dict:
+    cmd = [sys.executable, "-m", "edge_emotion.cli", "benchmark", "--row", str(path), "--data", args.data,
+           "--video", args.video, "--frames", str(args.frames), "--threads", str(args.threads), "--repeats", str(args.repeats),
+           "--warmup", str(args.warmup)] + (["--limit", str(args.limit)] if args.limit else [])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"file": str(path), "status": f"skipped: {reason}"}
+    return json.loads(lines[-1])
+
+
+def host_info() -> dict:
+    import numpy
+
+    return {"host": platform.node(), "machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "numpy": numpy.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def run(args) -> list[dict]:
+    from .formats import format_for_path
+    from .runtime.backends import available_backends
+
+    avail = available_backends()
+    rows = []
+    for path in discover_models(args.models):
+        fmt = format_for_path(path)
+        if args.backends and fmt.backend not in args.backends:
+            continue
+        if fmt.backend != "keras" and avail.get(fmt.backend) != "ok":
+            rows.append({"file": str(path), "format": fmt.name, "backend": fmt.backend, "status": f"skipped: {avail.get(fmt.backend)}"})
+            continue
+        log.info("measuring %s", path)
+        rows.append(_subprocess_row(path, args))
+    # the TensorRT row is shown even when no engine could be built here
+    if not any(r.get("format") == "engine" for r in rows) and (not args.backends or "tensorrt" in args.backends):
+        rows.append({"file": "-", "format": "engine", "precision": "fp16", "backend": "tensorrt",
+                     "status": f"skipped: {avail.get('tensorrt')}"})
+    ref = {r.get("model"): r.get("accuracy") for r in rows if r.get("format") == "keras" and r.get("accuracy") is not None}
+    for r in rows:
+        if r.get("accuracy") is not None and ref.get(r.get("model")) is not None:
+            r["delta_vs_fp32"] = r["accuracy"] - ref[r["model"]]
+    return rows
+
+
+def _fmt(v, col: str) -> str:
+    if v is None:
+        return ""
+    if col in ("accuracy",):
+        return f"{v:.2%}"
+    if col == "delta_vs_fp32":
+        return f"{v * 100:+.2f} pt"
+    if isinstance(v, float):
+        return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def to_markdown(rows: list[dict], host: dict) -> str:
+    cols = [c for c in COLUMNS if c not in ("runtime",)]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |")
+    runtimes = sorted({r["runtime"] for r in rows if r.get("runtime")})
+    out.append("")
+    out.append(f"Host: {host['processor']} ({host['cpus']} CPUs), Python {host['python']}, {host['date']}. "
+               f"Runtimes: {'; '.join(runtimes)}.")
+    return "\n".join(out) + "\n"
+
+
+def plot(rows: list[dict], out: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: pip install matplotlib") from None
+    ok = [r for r in rows if r.get("status") == "ok"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in ok:
+        if r.get("accuracy") is not None:
+            a.scatter(r["p50_ms_b1"], r["accuracy"] * 100, s=60)
+            a.annotate(f"{r['format']} {r['precision']}", (r["p50_ms_b1"], r["accuracy"] * 100), textcoords="offset points", xytext=(5, 5))
+    a.set_xscale("log")
+    a.set_xlabel("latency per face, batch 1, p50 (ms, log scale)")
+    a.set_ylabel("FER-2013 PrivateTest accuracy (%)")
+    a.set_title("Accuracy vs latency")
+    a.grid(alpha=0.3)
+    names = [f"{r['format']}\n{r['precision']}" for r in ok]
+    b.bar(names, [r["e2e_fps"] for r in ok], color="tab:blue")
+    b.set_ylabel("frames per second")
+    b.set_title("End-to-end FPS (detect + classify)")
+    b.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main(args) -> int:
+    if args.row:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        print(json.dumps(measure_row(Path(args.row), args), default=float))
+        return 0
+    rows = run(args)
+    host = host_info()
+    md = to_markdown(rows, host)
+    print(md)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps({"host": host, "method": __doc__, "rows": rows}, indent=1, default=float))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(md)
+    if args.plot:
+        plot(rows, args.plot)
+    return 0

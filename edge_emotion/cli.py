@@ -1,0 +1,238 @@
+"""The ``edge-emotion`` command line. ``edge-emotion COMMAND --help`` documents each command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import EdgeEmotionError
+
+log = logging.getLogger("edge_emotion.cli")
+
+SAMPLE_IMAGE = Path(__file__).parent / "assets" / "astronaut.png"
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", default=None, help="model file or bundled name (default: the bundled default model)")
+    p.add_argument("--backend", default="auto", choices=["auto", "litert", "onnxruntime", "tensorrt", "keras"],
+                   help="runtime backend (default: from the model file's suffix)")
+    p.add_argument("--face-detector", default="auto", choices=["auto", "blazeface_full", "blazeface_short", "haar"],
+                   help="face detector (default: BlazeFace full-range, Haar fallback)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per runtime (default: up to 4)")
+    p.add_argument("--providers", default=None,
+                   help="comma-separated ONNX Runtime execution providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")
+    p.add_argument("--align", action="store_true", help="rotate face crops so the eyes are level")
+
+
+def _detector(args):
+    from .runtime import EmotionDetector
+
+    providers = args.providers.split(",") if args.providers else None
+    return EmotionDetector(model=args.model, backend=args.backend, face_detector=args.face_detector,
+                           threads=args.threads, providers=providers, align=args.align)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_detect(args) -> int:
+    import cv2
+
+    from .runtime.annotate import annotate
+    from .runtime.image import read_image
+
+    images = args.images or [str(SAMPLE_IMAGE)]
+    det = _detector(args)
+    results = []
+    out = Path(args.out) if args.out else None
+    if out and len(images) > 1:
+        out.mkdir(parents=True, exist_ok=True)
+    for path in images:
+        frame = read_image(path)
+        faces = det.detect(frame)
+        results.append({"image": path, "faces": [f.to_dict() for f in faces]})
+        if not args.json:
+            print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+            for i, f in enumerate(faces):
+                top = sorted(f.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                print(f"  face {i}: box={list(f.box)} score={f.score:.2f} emotion={f.emotion} ({f.confidence:.0%}); "
+                      + ", ".join(f"{k} {v:.0%}" for k, v in top))
+        if out:
+            target = out / (Path(path).stem + "_annotated.png") if len(images) > 1 else out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(target), annotate(frame, faces)):
+                raise EdgeEmotionError(f"cannot write {target}: unsupported extension or unwritable folder")
+            if not args.json:
+                print(f"  annotated image: {target}")
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0]["faces"], indent=1))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .formats import format_for_path
+    from .metadata import read_metadata, sha256_file
+
+    meta = read_metadata(args.model)
+    fmt = format_for_path(args.model)
+    d = {"file": str(args.model), "format": fmt.name, "size_bytes": Path(args.model).stat().st_size,
+         "sha256": sha256_file(args.model), "metadata": meta.to_dict()}
+    if args.json:
+        print(json.dumps(d, indent=1))
+    else:
+        print(f"{args.model}: {fmt.name} {meta.precision}, {meta.model_name}, {len(meta.labels)} labels ({', '.join(meta.labels)})")
+        print(f"  input {meta.input_size[0]}x{meta.input_size[1]} {meta.color}, (pixel - {meta.mean}) / {meta.std}, "
+              f"{'sigmoid (multi-label)' if meta.multi_label else 'softmax'}")
+        print(f"  size {d['size_bytes'] / 1e6:.2f} MB, sha256 {d['sha256'][:16]}..., source sha256 {str(meta.source_sha256)[:16]}...")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train.trainer import config_from_args, train
+
+    train(config_from_args(args))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_file
+
+    res = evaluate_file(args.model, args.data, args.split, tta=args.tta, limit=args.limit)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=1))
+    else:
+        print(res.summary())
+        for lab, m in res.per_class.items():
+            print(f"  {lab:>10}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} n={m['support']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_model
+
+    res = export_model(args.model, args.format, args.precision, out=args.out, calib=args.calib, data=args.data,
+                       n_calib=args.n_calib, n_validate=args.n_validate, threshold=args.threshold,
+                       reduce_range=not args.onnx_full_range)
+    print(res.summary())
+    return 0
+
+
+def cmd_video(args) -> int:
+    from .runtime.stream import run_cli_stream
+
+    return run_cli_stream(_detector(args), args.input, args, live=False)
+
+
+def cmd_camera(args) -> int:
+    from .runtime.stream import run_cli_stream
+
+    src = int(args.source) if str(args.source).isdigit() else args.source
+    return run_cli_stream(_detector(args), src, args, live=True)
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .formats import FORMATS
+
+    p = argparse.ArgumentParser(prog="edge-emotion", description="Facial emotion recognition from training to the edge.")
+    p.add_argument("--version", action="version", version=f"edge-emotion {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    d = sub.add_parser("detect", help="detect faces and emotions in images",
+                       description="Detect faces and their emotions in images (default: the bundled sample image).")
+    d.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the bundled astronaut.png)")
+    d.add_argument("--json", action="store_true", help="print JSON: a list of faces (a list per image for several)")
+    d.add_argument("--out", "-o", default=None, help="write the annotated image here (a folder for several images)")
+    _runtime_args(d)
+    d.set_defaults(func=cmd_detect)
+
+    i = sub.add_parser("info", help="show a model file's metadata", description="Show the metadata stored in a model file.")
+    i.add_argument("model", metavar="MODEL")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    t = sub.add_parser("train", help="train a model (needs the train extra)", description="Train a model; re-run to resume.")
+    from .train.trainer import build_parser as train_parser  # light: imports no TensorFlow at parse time
+
+    train_parser(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy and per-class figures of a model file on a dataset split",
+                       description="Evaluate a .keras, .tflite, .onnx or .engine model on a dataset split.")
+    e.add_argument("model", metavar="MODEL")
+    e.add_argument("--data", default="../shared/data/fer2013.npz", help="dataset (default: %(default)s)")
+    e.add_argument("--split", default="test", help="split name: train, val or test (default: %(default)s)")
+    e.add_argument("--tta", action="store_true", help="also report horizontal-flip test-time augmentation")
+    e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="export a .keras model to TFLite, ONNX or a TensorRT engine, validated",
+                       description="Export a trained .keras model and validate the artifact against it.")
+    x.add_argument("model", metavar="MODEL", help=".keras model with its .keras.json metadata sidecar")
+    x.add_argument("--format", "-f", default="tflite", choices=[f.name for f in FORMATS if f.name != "keras"])
+    x.add_argument("--precision", "-p", default="int8", choices=["fp32", "fp16", "int8"])
+    x.add_argument("--calib", default=None, help="calibration data for int8 (dataset or image folder; default: --data)")
+    x.add_argument("--data", default=None, help="dataset for calibration and validation (default: the one the model was trained on)")
+    x.add_argument("--out", "-o", default=None, help="output file or folder (default: beside the model)")
+    x.add_argument("--n-calib", type=int, default=700, help="calibration images, drawn evenly across classes (default: %(default)s)")
+    x.add_argument("--n-validate", type=int, default=1000, help="test images compared with the Keras model (0: skip)")
+    x.add_argument("--threshold", type=float, default=None, help="minimum top-1 agreement (default: 0.98 int8, 0.999 fp16/fp32)")
+    x.add_argument("--onnx-full-range", action="store_true", help="ONNX int8 with full 8-bit weights (ARM/VNNI targets)")
+    x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("video", help="run on a video file", description="Detect emotions in every frame of a video file.")
+    v.add_argument("input", metavar="IN")
+    _stream_args(v)
+    v.set_defaults(func=cmd_video)
+
+    c = sub.add_parser("camera", help="run on a camera or stream URL", description="Live emotions from a camera index or URL.")
+    c.add_argument("source", nargs="?", default="0", metavar="INDEX|URL")
+    _stream_args(c)
+    c.set_defaults(func=cmd_camera)
+
+    b = sub.add_parser("benchmark", help="latency and accuracy of every backend in one table",
+                       description="Measure latency and accuracy for every available artifact, the same way on the same data.")
+    from .benchmark import add_arguments
+
+    add_arguments(b)
+    b.set_defaults(func=cmd_benchmark)
+    return p
+
+
+def _stream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", "-o", default=None, help="annotated output video (.mp4)")
+    p.add_argument("--jsonl", default=None, help="write one JSON line per frame here")
+    p.add_argument("--show", action="store_true", help="show a window (only when a display exists)")
+    p.add_argument("--detect-every", type=int, default=1, help="run the face detector every N frames, track in between")
+    p.add_argument("--smoothing", type=float, default=None, help="EMA factor for per-track probabilities (0..1; default off)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    _runtime_args(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (EdgeEmotionError, FileNotFoundError, ValueError, ImportError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        print(f"edge-emotion {args.command}: error: {msg}", file=sys.stderr)
+        return 2 if isinstance(exc, (ValueError, FileNotFoundError)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

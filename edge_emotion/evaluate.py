@@ -1,0 +1,87 @@
+"""Classification metrics in plain numpy (no scikit-learn needed), and evaluation of any model file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class EvalResult:
+    model: str
+    split: str
+    n: int
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    labels: list[str]
+    tta_accuracy: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def summary(self) -> str:
+        s = f"{Path(self.model).name} on {self.split} (n={self.n}): accuracy {self.accuracy:.2%}, macro-F1 {self.macro_f1:.3f}"
+        if self.tta_accuracy is not None:
+            s += f", with flip-TTA {self.tta_accuracy:.2%}"
+        return s
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def per_class_metrics(cm: np.ndarray, labels: list[str]) -> tuple[dict[str, dict[str, float]], float]:
+    tp = np.diag(cm).astype(float)
+    prec = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
+    rec = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
+    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
+    per = {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+           for lab, p, r, f, s in zip(labels, prec, rec, f1, cm.sum(1))}
+    return per, float(f1.mean())
+
+
+def metrics_from_probs(probs: np.ndarray, y: np.ndarray, labels: list[str], model: str = "", split: str = "test",
+                       tta_probs: np.ndarray | None = None) -> EvalResult:
+    pred = probs.argmax(1)
+    cm = confusion_matrix(y, pred, len(labels))
+    per, macro = per_class_metrics(cm, labels)
+    tta = None if tta_probs is None else float(((probs + tta_probs).argmax(1) == y).mean())
+    return EvalResult(model, split, int(len(y)), float((pred == y).mean()), macro, per, cm.tolist(), list(labels), tta)
+
+
+def predict_file(model_path: str | Path, images: np.ndarray, batch: int = 64, flip: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Probabilities of a model file (.keras/.tflite/.onnx/.engine) for uint8 images (N, H, W[, C]) at any size."""
+    from .runtime.classifier import EmotionClassifier
+
+    clf = EmotionClassifier(model_path)
+    out = []
+    for i in range(0, len(images), batch):
+        chunk = images[i : i + batch]
+        if chunk.ndim == 4 and chunk.shape[-1] == 1:
+            chunk = chunk[..., 0]
+        if flip:
+            chunk = chunk[:, :, ::-1]
+        out.append(clf.predict(clf.preprocess([np.ascontiguousarray(c) for c in chunk])))
+    return np.concatenate(out), clf.labels
+
+
+def evaluate_file(model_path: str | Path, data: str | Path, split: str = "test", tta: bool = False,
+                  limit: int | None = None) -> EvalResult:
+    """Accuracy, macro-F1 and per-class figures of any model file on a dataset split."""
+    from .metadata import read_metadata
+    from .train.data import load_dataset
+
+    meta = read_metadata(model_path)
+    ds = load_dataset(data, meta.label_set)
+    s = ds[split]
+    x, y = (s.x[:limit], s.hard_labels[:limit]) if limit else (s.x, s.hard_labels)
+    if list(ds.label_set.labels) != list(meta.labels):
+        raise ValueError(f"{model_path}: model labels {meta.labels} differ from the dataset's {list(ds.label_set.labels)}")
+    probs, labels = predict_file(model_path, x)
+    tta_probs = predict_file(model_path, x, flip=True)[0] if tta else None
+    return metrics_from_probs(probs, y, labels, str(model_path), split, tta_probs)

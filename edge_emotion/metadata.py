@@ -1,0 +1,214 @@
+"""Model metadata that travels inside every artifact.
+
+A model file alone is enough to run: its labels, input size, channels and
+normalisation are stored with it (TFLite: an associated file in the model's zip
+section; ONNX: ``metadata_props``; Keras and TensorRT: a JSON sidecar), and the
+runtime reads them from there instead of assuming anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .formats import format_for_path
+
+__all__ = ["ModelMetadata", "read_metadata", "sha256_file", "TFLITE_METADATA_NAME", "ONNX_METADATA_KEY"]
+
+TFLITE_METADATA_NAME = "edge_emotion.json"
+ONNX_METADATA_KEY = "edge_emotion"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ModelMetadata:
+    """Everything a runtime needs to feed a classifier and read its output.
+
+    Preprocessing contract: a face crop is resized to ``input_size`` (height,
+    width), converted to ``color`` ("gray" or "rgb"), and each pixel value ``p``
+    in 0..255 becomes ``(p - mean) / std`` as float32, laid out NHWC.
+    Quantised artifacts state their own input scale and zero point; the backend
+    applies them after this step.
+    """
+
+    labels: list[str]
+    input_size: tuple[int, int] = (48, 48)
+    color: str = "gray"
+    mean: float = 0.0
+    std: float = 1.0
+    multi_label: bool = False
+    model_name: str = "edge_cnn"
+    label_set: str = "fer7"
+    precision: str = "fp32"
+    format: str = "keras"
+    data_sha256: str | None = None
+    source_sha256: str | None = None
+    crop_margin: float = 0.15
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
+        self.labels = [str(v) for v in self.labels]
+        if not self.labels:
+            raise ModelError("model metadata has no labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise ModelError(f"model metadata has duplicate labels: {self.labels}")
+        if self.color not in ("gray", "rgb"):
+            raise ModelError(f"model metadata color must be 'gray' or 'rgb', got {self.color!r}")
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise ModelError(f"model metadata input_size must be (height, width), got {self.input_size}")
+        if not self.std:
+            raise ModelError("model metadata std must be non-zero")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Per-sample input shape, HWC."""
+        return (self.input_size[0], self.input_size[1], self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelMetadata":
+        known = set(cls.__dataclass_fields__)
+        missing = {"labels"} - set(d)
+        if missing:
+            raise ModelError(f"model metadata lacks required keys {sorted(missing)}")
+        kwargs = {k: v for k, v in d.items() if k in known}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ModelMetadata":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"model metadata is not valid JSON: {exc}") from None
+        if not isinstance(d, dict):
+            raise ModelError("model metadata JSON must be an object")
+        return cls.from_dict(d)
+
+    def derive(self, **changes: Any) -> "ModelMetadata":
+        """A copy with some fields changed (used by the exporters)."""
+        d = self.to_dict()
+        d.update(changes)
+        return ModelMetadata.from_dict(d)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``model.keras`` -> ``model.keras.json``."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
+
+
+# ---------------------------------------------------------------- readers
+def _read_tflite(path: Path) -> ModelMetadata:
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); the file is damaged or not a .tflite")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return ModelMetadata.from_json(zf.read(TFLITE_METADATA_NAME))
+    except (zipfile.BadZipFile, KeyError):
+        raise ModelError(
+            f"{path}: TFLite model carries no {TFLITE_METADATA_NAME} metadata; "
+            "export it with `edge-emotion export` or attach metadata with edge_emotion.metadata.write_tflite_metadata"
+        ) from None
+
+
+def write_tflite_metadata(path: str | Path, meta: ModelMetadata) -> None:
+    """Attach ``meta`` to a .tflite file as an associated file (TFLite's zip convention).
+
+    The flatbuffer is left untouched; a zip archive holding ``edge_emotion.json`` is
+    appended, the same layout the TFLite metadata populator uses for associated files.
+    Interpreters ignore it; ``zipfile`` reads it from the end of the file.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise ModelError(f"{path}: not a TFLite flatbuffer")
+    try:  # strip a previous zip section
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            start = min(info.header_offset for info in zf.infolist())
+            data = data[:start] if start > 0 else data
+    except zipfile.BadZipFile:
+        pass
+    # zipfile in append mode on a stream that holds no archive yet writes one after the
+    # existing bytes, with offsets that count from the start of the file.
+    out = io.BytesIO(data)
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as zf:
+        zf.writestr(TFLITE_METADATA_NAME, meta.to_json())
+    path.write_bytes(out.getvalue())
+
+
+def _read_onnx(path: Path) -> ModelMetadata:
+    props: dict[str, str] | None = None
+    try:
+        import onnx  # lighter than a session, and reads damaged files with a clear error
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+            raise ModelError(f"{path}: not a readable ONNX model ({exc.__class__.__name__}: {exc})") from None
+        props = {p.key: p.value for p in model.metadata_props}
+    except ImportError:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            from .errors import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                f"{path}: reading ONNX metadata needs onnxruntime or onnx: pip install 'edge-emotion[onnx]'"
+            ) from None
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{path}: not a readable ONNX model ({exc})") from None
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+    if ONNX_METADATA_KEY not in props:
+        raise ModelError(f"{path}: ONNX model has no '{ONNX_METADATA_KEY}' metadata_props entry; export it with `edge-emotion export`")
+    return ModelMetadata.from_json(props[ONNX_METADATA_KEY])
+
+
+def _read_sidecar(path: Path) -> ModelMetadata:
+    side = sidecar_path(path)
+    if not side.exists():
+        raise ModelError(f"{path}: metadata sidecar {side.name} is missing; keep it next to the model file")
+    return ModelMetadata.from_json(side.read_text())
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read the :class:`ModelMetadata` stored with a model artifact of any format."""
+    path = Path(path)
+    fmt = format_for_path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    if fmt.name == "tflite":
+        return _read_tflite(path)
+    if fmt.name == "onnx":
+        return _read_onnx(path)
+    return _read_sidecar(path)

@@ -1,0 +1,105 @@
+"""LiteRT (TFLite) backend: ai-edge-litert with XNNPACK; tflite-runtime or TensorFlow's interpreter as fallbacks."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import BackendUnavailableError, ModelError
+from ...formats import format_by_name
+from .base import Backend, check_file
+
+log = logging.getLogger(__name__)
+
+
+def _interpreter_class():
+    for mod in format_by_name("tflite").runtime_modules:
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        if mod == "tensorflow.lite":
+            log.warning("using TensorFlow's TFLite interpreter; install ai-edge-litert for a lighter, faster runtime")
+            return m.Interpreter, "tensorflow"
+        return m.Interpreter, mod.split(".")[0]
+    raise BackendUnavailableError(
+        "no TFLite runtime installed: pip install 'edge-emotion[tflite]' (ai-edge-litert)"
+    )
+
+
+class LiteRTBackend(Backend):
+    name = "litert"
+
+    def __init__(self, path: Path, interpreter, runtime: str, threads: int | None) -> None:
+        self.path = path
+        self._it = interpreter
+        self._runtime = runtime
+        self.threads = threads
+        self._inp = interpreter.get_input_details()[0]
+        self._outs = interpreter.get_output_details()
+        self._batch = int(self._inp["shape"][0])
+        self._in_q = self._inp["quantization"] if self._inp["dtype"] != np.float32 else None
+
+    @classmethod
+    def load(cls, path, threads=None, providers=None):
+        path = check_file(path, b"TFL3", 4, "TFLite model")
+        Interpreter, runtime = _interpreter_class()
+        threads = threads or min(4, os.cpu_count() or 1)
+        try:
+            it = Interpreter(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: LiteRT cannot load this model: {exc}") from None
+        return cls(path, it, runtime, threads)
+
+    @property
+    def input_shape(self):
+        return tuple(int(v) for v in self._inp["shape"])
+
+    @property
+    def input_dtype(self):
+        return self._inp["dtype"]
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self._inp["dtype"] in (np.int8, np.uint8) else "fp32"
+
+    def version(self) -> str:
+        try:
+            from importlib.metadata import version
+
+            return f"{self._runtime} {version({'ai_edge_litert': 'ai-edge-litert', 'tflite_runtime': 'tflite-runtime'}.get(self._runtime, self._runtime))}"
+        except Exception:  # noqa: BLE001
+            return self._runtime
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            shape = list(self._inp["shape"])
+            shape[0] = n
+            self._it.resize_tensor_input(self._inp["index"], shape, strict=False)
+            self._it.allocate_tensors()
+            self._inp = self._it.get_input_details()[0]
+            self._outs = self._it.get_output_details()
+            self._batch = n
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        batch = self._check_batch(batch)
+        self._resize(len(batch))
+        if self._in_q is not None:
+            scale, zero = self._in_q
+            info = np.iinfo(self._inp["dtype"])
+            batch = np.clip(np.round(batch / scale + zero), info.min, info.max).astype(self._inp["dtype"])
+        self._it.set_tensor(self._inp["index"], batch)
+        self._it.invoke()
+        outs = []
+        for d in self._outs:
+            y = self._it.get_tensor(d["index"])
+            if d["dtype"] != np.float32:
+                scale, zero = d["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            outs.append(y)
+        return outs

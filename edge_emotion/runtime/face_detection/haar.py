@@ -1,0 +1,34 @@
+"""OpenCV Haar cascade face detector: the fallback when BlazeFace's weights are not installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ...errors import BackendUnavailableError
+from .base import FaceBox, FaceDetector
+
+
+class HaarFaceDetector(FaceDetector):
+    name = "haar"
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 20) -> None:
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise BackendUnavailableError("this OpenCV build has no Haar cascades (opencv-python-headless>=5 dropped them); "
+                                          "install 'opencv-python-headless<5' or the BlazeFace weights")
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self._clf = cv2.CascadeClassifier(str(path))
+        if self._clf.empty():
+            raise BackendUnavailableError(f"cannot load Haar cascade {path}")
+        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
+
+    def detect(self, frame: np.ndarray) -> list[FaceBox]:
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        gray = cv2.equalizeHist(gray)
+        rects, _, weights = self._clf.detectMultiScale3(gray, self.scale_factor, self.min_neighbors,
+                                                        minSize=(self.min_size, self.min_size), outputRejectLevels=True)
+        faces = [FaceBox(float(x), float(y), float(w), float(h), float(1 / (1 + np.exp(-wt))))
+                 for (x, y, w, h), wt in zip(rects, np.ravel(weights))]
+        return sorted(faces, key=lambda f: -f.score)

@@ -1,0 +1,184 @@
+"""Model zoo, registered by name: ``edge_cnn`` (the shipped default), ``cnn``, ``alexnet``,
+``alexnet48``, ``resnet50`` and ``densenet121``.
+
+Every builder takes ``(input_shape, num_classes, multi_label)`` and returns an
+uncompiled Keras model whose input is raw pixel values 0..255 (float32): the
+rescaling to 0..1 is the first layer, so every exported format shares one input
+contract and a full-int8 export maps pixels onto int8 exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import layers
+
+__all__ = ["MODELS", "ModelSpec", "build_model", "register"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[..., keras.Model]
+    input_shape: tuple[int, int, int]
+    learning_rate: float
+    description: str
+    backbone: bool = False  # transfer-learning backbone with two-stage training
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name: str, input_shape: tuple[int, int, int], learning_rate: float, description: str, backbone: bool = False):
+    def deco(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        MODELS[name] = ModelSpec(name, fn, input_shape, learning_rate, description, backbone)
+        return fn
+
+    return deco
+
+
+def _head(x, num_classes: int, multi_label: bool):
+    return layers.Dense(num_classes, activation="sigmoid" if multi_label else "softmax", name="predictions", dtype="float32")(x)
+
+
+def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str | None = None):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=None if name is None else name + "_bn")(x)
+    return layers.ReLU(name=None if name is None else name + "_relu")(x)
+
+
+@register("edge_cnn", (48, 48, 1), 2e-3, "Compact VGG-style edge CNN for full-int8: plain 3x3 conv+BN+ReLU, GAP head, ~1.2 M params")
+def edge_cnn(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = False, width: int = 32, dropout: float = 0.4) -> keras.Model:
+    """The shipped default.
+
+    Designed for full-integer int8: only Conv2D (BatchNorm folds into it), ReLU,
+    max-pooling, global average pooling and one Dense layer, all ops that LiteRT
+    and ONNX Runtime run natively in int8 with per-channel weights.
+    """
+    inp = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
+    w = width
+    for stage, (filters, convs) in enumerate([(w, 2), (2 * w, 2), (4 * w, 2), (8 * w, 2)], start=1):
+        for i in range(convs):
+            x = _conv_bn(x, filters, name=f"s{stage}c{i + 1}")
+        x = layers.MaxPooling2D(2, name=f"s{stage}pool")(x)
+        if stage >= 2:
+            x = layers.SpatialDropout2D(0.1, name=f"s{stage}drop")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(inp, _head(x, num_classes, multi_label), name="edge_cnn")
+
+
+@register("cnn", (48, 48, 1), 1e-3, "The seed notebooks' Keras CNN: Conv32-Conv64-pool-Conv128-pool-Conv256-pool, Dense 256/128")
+def seed_cnn(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = False) -> keras.Model:
+    inp = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0)(inp)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(128, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(256, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    for units in (256, 128):
+        x = layers.Dense(units, activation="relu")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Dropout(0.25)(x)
+    return keras.Model(inp, _head(x, num_classes, multi_label), name="cnn")
+
+
+def _alexnet(inp_shape, num_classes, multi_label, first_kernel, first_stride, dense, name):
+    inp = keras.Input(inp_shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0)(inp)
+    x = layers.Conv2D(96, first_kernel, strides=first_stride, padding="valid" if first_stride > 1 else "same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Conv2D(256, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = layers.Flatten()(x)
+    for _ in range(2):
+        x = layers.Dense(dense, activation="relu")(x)
+        x = layers.Dropout(0.5)(x)
+    return keras.Model(inp, _head(x, num_classes, multi_label), name=name)
+
+
+@register("alexnet", (227, 227, 3), 1e-4, "Classic AlexNet at 227x227x3 as in the seeds (11x11/4 stem, 5 convs, Dense 4096 x2)")
+def alexnet(input_shape=(227, 227, 3), num_classes: int = 7, multi_label: bool = False) -> keras.Model:
+    return _alexnet(input_shape, num_classes, multi_label, 11, 4, 4096, "alexnet")
+
+
+@register("alexnet48", (48, 48, 1), 1e-4, "AlexNet's design sized for 48x48 grayscale (5x5/1 stem, same conv widths, Dense 1024 x2)")
+def alexnet48(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = False) -> keras.Model:
+    return _alexnet(input_shape, num_classes, multi_label, 5, 1, 1024, "alexnet48")
+
+
+def _backbone_model(app_fn, preprocess, input_shape, num_classes, multi_label, weights, name):
+    inp = keras.Input(input_shape, name="image")
+    x = preprocess(inp)  # keras.applications preprocessing expects 0..255 input
+    base = app_fn(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
+    base.name = "backbone"
+    if weights:
+        base.load_weights(weights)
+    x = base(x)
+    x = layers.Dropout(0.3)(x)
+    return keras.Model(inp, _head(x, num_classes, multi_label), name=name)
+
+
+@register("resnet50", (96, 96, 3), 1e-3, "keras.applications ResNet50 backbone + new head; two-stage (frozen, then fine-tune)", backbone=True)
+def resnet50(input_shape=(96, 96, 3), num_classes: int = 7, multi_label: bool = False, weights: str | None = None) -> keras.Model:
+    from keras.applications import resnet
+
+    return _backbone_model(resnet.ResNet50, resnet.preprocess_input, input_shape, num_classes, multi_label, weights, "resnet50")
+
+
+@register("densenet121", (96, 96, 3), 1e-3, "keras.applications DenseNet121 backbone + new head; two-stage (frozen, then fine-tune)", backbone=True)
+def densenet121(input_shape=(96, 96, 3), num_classes: int = 7, multi_label: bool = False, weights: str | None = None) -> keras.Model:
+    from keras.applications import densenet
+
+    return _backbone_model(densenet.DenseNet121, densenet.preprocess_input, input_shape, num_classes, multi_label, weights, "densenet121")
+
+
+def build_model(name: str, num_classes: int, multi_label: bool = False, input_shape: tuple[int, int, int] | None = None, **kwargs) -> keras.Model:
+    """Build a registered model by name."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
+    spec = MODELS[name]
+    return spec.build(input_shape=input_shape or spec.input_shape, num_classes=num_classes, multi_label=multi_label, **kwargs)
+
+
+def _strip_policy(obj):
+    """Config with every layer's dtype policy set to float32."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "DTypePolicy" or obj.get("class_name") == "FloatDTypePolicy":
+            return "float32"
+        return {k: _strip_policy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_strip_policy(v) for v in obj]
+    return obj
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same model with float32 layers (a mixed-precision model would export bf16 casts)."""
+    import json
+
+    cfg = model.get_config()
+    if "bfloat16" not in json.dumps(cfg) and "float16" not in json.dumps(cfg):
+        return model
+    clean = model.__class__.from_config(_strip_policy(cfg))
+    clean.set_weights(model.get_weights())
+    return clean

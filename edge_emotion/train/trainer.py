@@ -1,0 +1,380 @@
+"""Training: one command from a dataset to a run folder with the model, its metadata and a full report.
+
+Resumable: ``keras.callbacks.BackupAndRestore`` keeps the model and optimiser state of
+the last finished epoch in ``<run>/backup``; running the same command again continues
+from there (the learning-rate schedule is a function of the step count, so it resumes
+exactly; the best-checkpoint threshold is restored from ``history.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "train", "main"]
+
+
+@dataclass
+class TrainConfig:
+    model: str = "edge_cnn"
+    data: str = "../shared/data/fer2013.npz"
+    label_set: str = "fer7"
+    out: str = "runs/edge_cnn"
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float | None = None  # None: the model's registered rate
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    augment: bool = True
+    balance: str = "none"  # none | weights | sqrt | oversample
+    patience: int = 15
+    seed: int = 1234
+    limit: int | None = None  # use only the first N images of each split (tests, smoke runs)
+    mixed_precision: str = "auto"  # auto | bf16 | off
+    ferplus_mode: str = "majority"
+    ferplus_votes: str | None = None
+    init_from: str | None = None  # .keras model whose body starts this run (two-stage transfer)
+    backbone_weights: str | None = None  # local weights file for resnet50/densenet121
+    head_epochs: int = 0  # stage 1: frozen body, new head; then fine-tune the rest
+    finetune_lr_factor: float = 0.1
+    model_kwargs: dict = field(default_factory=dict)
+    report: bool = True
+
+
+# ----------------------------------------------------------------- helpers
+def _git_revision() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def _best_so_far(history_csv: Path, monitor: str) -> float | None:
+    if not history_csv.exists():
+        return None
+    with open(history_csv) as f:
+        vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor)]
+    return max(vals) if vals else None
+
+
+def _epochs_done(history_csv: Path) -> int:
+    if not history_csv.exists():
+        return 0
+    with open(history_csv) as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def class_weights(counts: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights: ``weights`` = inverse frequency, ``sqrt`` = its square root; mean weight 1."""
+    if mode not in ("weights", "sqrt"):
+        return None
+    counts = np.maximum(counts.astype(np.float64), 1)
+    w = counts.sum() / (len(counts) * counts)
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    w = w / (w * counts).sum() * counts.sum()
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def oversample_indices(labels: np.ndarray, rng: np.random.Generator, floor: float = 0.5) -> np.ndarray:
+    """Indices that repeat each rare class until it has at least ``floor`` x the largest class's count."""
+    counts = np.bincount(labels)
+    target = int(floor * counts.max())
+    parts = []
+    for c, n in enumerate(counts):
+        idx = np.flatnonzero(labels == c)
+        if 0 < n < target:
+            idx = np.concatenate([idx, rng.choice(idx, target - n, replace=True)])
+        parts.append(idx)
+    return rng.permutation(np.concatenate(parts))
+
+
+def make_augmenter(seed: int):
+    """On-the-fly augmentation: rotation, horizontal flip, zoom, shift, brightness, contrast."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(12 / 360, fill_mode="reflect", seed=seed + 1),
+        layers.RandomZoom((-0.12, 0.12), fill_mode="reflect", seed=seed + 2),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+        layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 4),
+        layers.RandomContrast(0.2, seed=seed + 5),
+    ], name="augment")
+
+
+def to_model_input(x, input_shape: tuple[int, int, int]):
+    """tf op: resize uint8 images to the model's size and channels, as float32 0..255."""
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    h, w, c = input_shape
+    if x.shape[1] != h or x.shape[2] != w:
+        x = tf.image.resize(x, (h, w), method="bilinear")
+    if x.shape[-1] == 1 and c == 3:
+        x = tf.repeat(x, 3, axis=-1)
+    elif x.shape[-1] == 3 and c == 1:
+        x = tf.image.rgb_to_grayscale(x)
+    return x
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, input_shape, batch_size: int, training: bool, seed: int, augmenter=None):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(min(len(x), 30000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda a, b: (to_model_input(a, input_shape), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augmenter is not None:
+        ds = ds.map(lambda a, b: (tf.clip_by_value(augmenter(a, training=True), 0.0, 255.0), b),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _loss_and_metrics(multi_label: bool, soft: bool, label_smoothing: float):
+    import keras
+
+    if multi_label:
+        return keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy"),
+                                                   keras.metrics.AUC(multi_label=True, name="auc")], "val_auc"
+    if soft:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), \
+            [keras.metrics.CategoricalAccuracy(name="accuracy")], "val_accuracy"
+    if label_smoothing:
+        # sparse targets + smoothing: Keras 3 has no sparse smoothing, so one-hot in the pipeline
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), \
+            [keras.metrics.CategoricalAccuracy(name="accuracy")], "val_accuracy"
+    return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")], "val_accuracy"
+
+
+def _schedule(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: int, start_step: int = 0):
+    import keras
+
+    warm = min(warmup_epochs, max(epochs - 1, 0)) * steps_per_epoch
+    total = max(epochs * steps_per_epoch - warm, 1)
+    if warm:
+        return keras.optimizers.schedules.CosineDecay(lr * 0.1, total, alpha=0.01, warmup_target=lr, warmup_steps=warm)
+    return keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.01)
+
+
+def _replace_head(model, num_classes: int, multi_label: bool):
+    """Keep everything up to the last Dense layer of ``model``; put a new head on it."""
+    import keras
+    from keras import layers
+
+    body_out = model.layers[-2].output
+    out = layers.Dense(num_classes, activation="sigmoid" if multi_label else "softmax", name="predictions_new", dtype="float32")(body_out)
+    return keras.Model(model.inputs, out, name=model.name)
+
+
+# ----------------------------------------------------------------- main entry
+def train(cfg: TrainConfig) -> Path:
+    """Train per ``cfg``; returns the run folder. Re-running with the same ``out`` resumes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from .data import load_dataset
+    from .models import MODELS, build_model
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.__dict__, indent=1))
+    keras.utils.set_random_seed(cfg.seed)
+    use_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and _cpu_has_bf16())
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if use_bf16 else "float32")
+
+    ds = load_dataset(cfg.data, cfg.label_set, cfg.ferplus_votes, cfg.ferplus_mode, cfg.limit)
+    ls = ds.label_set
+    train_split, val_split = ds["train"], ds["val"]
+    spec = MODELS[cfg.model]
+    soft = train_split.y.ndim == 2 and not ls.multi_label
+    loss, metrics, monitor = _loss_and_metrics(ls.multi_label, soft, cfg.label_smoothing)
+    onehot = (not ls.multi_label) and (soft or cfg.label_smoothing > 0)
+
+    def targets(split):
+        if onehot and split.y.ndim == 1:
+            return np.eye(ls.num_classes, dtype=np.float32)[split.y]
+        return split.y.astype(np.float32) if split.y.ndim == 2 else split.y
+
+    rng = np.random.default_rng(cfg.seed)
+    tr_idx = np.arange(len(train_split))
+    if cfg.balance == "oversample" and train_split.y.ndim == 1:
+        tr_idx = oversample_indices(train_split.y, rng)
+    cw = class_weights(ds.class_counts("train"), cfg.balance) if not ls.multi_label else None
+    if cfg.report and not (out / "class_distribution.png").exists():
+        from .report import write_data_overview
+
+        write_data_overview(ds, out)
+    log.info("data %s: train %d, val %d, labels %s, balance=%s", ds.source, len(tr_idx), len(val_split), ",".join(ls.labels), cfg.balance)
+
+    augmenter = make_augmenter(cfg.seed) if cfg.augment else None
+    train_ds = make_dataset(train_split.x[tr_idx], targets(train_split)[tr_idx], spec.input_shape, cfg.batch_size, True, cfg.seed, augmenter)
+    val_ds = make_dataset(val_split.x, targets(val_split), spec.input_shape, cfg.batch_size, False, cfg.seed)
+    steps = int(np.ceil(len(tr_idx) / cfg.batch_size))
+
+    if cfg.init_from:
+        base = keras.saving.load_model(cfg.init_from, safe_mode=True)
+        model = _replace_head(base, ls.num_classes, ls.multi_label) if base.output_shape[-1] != ls.num_classes else base
+    else:
+        kwargs = dict(cfg.model_kwargs)
+        if spec.backbone and cfg.backbone_weights:
+            kwargs["weights"] = cfg.backbone_weights
+        model = build_model(cfg.model, ls.num_classes, ls.multi_label, **kwargs)
+    lr = cfg.learning_rate or spec.learning_rate
+
+    # Stages: (name, epochs, lr, freeze body?)
+    stages = []
+    if cfg.head_epochs and (cfg.init_from or spec.backbone):
+        stages.append(("head", cfg.head_epochs, lr, True))
+        stages.append(("finetune", cfg.epochs, lr * cfg.finetune_lr_factor, False))
+    else:
+        stages.append(("train", cfg.epochs, lr, False))
+
+    t0 = time.time()
+    history_csv = out / "history.csv"
+    best_path = out / "best.keras"
+    epoch_offset = 0
+    for stage_name, stage_epochs, stage_lr, freeze in stages:
+        for layer in model.layers[:-1]:
+            layer.trainable = not freeze
+        model.layers[-1].trainable = True
+        model.compile(optimizer=keras.optimizers.Adam(_schedule(stage_lr, steps, stage_epochs, cfg.warmup_epochs)),
+                      loss=loss, metrics=metrics)
+        best = _best_so_far(history_csv, monitor)
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(out / f"backup_{stage_name}"), delete_checkpoint=False),
+            keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode="max", save_best_only=True,
+                                            initial_value_threshold=best),
+            keras.callbacks.CSVLogger(str(history_csv), append=True),
+            keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=False),
+        ]
+        log.info("stage %s: %d epochs at lr %.2g (%s)", stage_name, stage_epochs, stage_lr, "body frozen" if freeze else "all layers train")
+        model.fit(train_ds, validation_data=val_ds, epochs=stage_epochs, class_weight=cw, callbacks=callbacks,
+                  verbose=1 if sys.stderr.isatty() else 2)
+        epoch_offset += stage_epochs
+    wall = time.time() - t0
+    return finalize_run(out, ds, wall=wall, report=cfg.report)
+
+
+def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report: bool = True) -> Path:
+    """Best checkpoint -> float32 ``model.keras`` + metadata sidecar (+ the report).
+
+    Also usable on a run that is still training, to bundle its best epoch so far.
+    """
+    import keras
+    import tensorflow as tf
+
+    from ..metadata import ModelMetadata, sidecar_path
+    from .data import load_dataset
+    from .models import MODELS, float32_copy
+
+    out = Path(run_dir)
+    cfg = TrainConfig(**json.loads((out / "config.json").read_text()))
+    if ds is None:
+        ds = load_dataset(cfg.data, cfg.label_set, cfg.ferplus_votes, cfg.ferplus_mode, cfg.limit)
+    ls = ds.label_set
+    spec = MODELS[cfg.model]
+    monitor = "val_auc" if ls.multi_label else "val_accuracy"
+    history_csv = out / "history.csv"
+    best_path = out / "best.keras"
+    best_model = keras.saving.load_model(str(best_path), safe_mode=True)
+    keras.mixed_precision.set_global_policy("float32")
+    final = float32_copy(best_model)
+    final_path = out / "model.keras"
+    final.save(final_path)
+    prev = {}
+    if (out / "metadata.json").exists():
+        prev = json.loads((out / "metadata.json").read_text()).get("extra", {})
+    wall_total = (prev.get("train_wall_seconds") or 0) + (wall or 0)
+    meta = ModelMetadata(labels=list(ls.labels), input_size=spec.input_shape[:2], color="gray" if spec.input_shape[2] == 1 else "rgb",
+                         mean=0.0, std=1.0, multi_label=ls.multi_label, model_name=cfg.model, label_set=ls.name,
+                         precision="fp32", format="keras", data_sha256=ds.sha256,
+                         extra={"git_revision": _git_revision(), "epochs_run": _epochs_done(history_csv),
+                                "epochs_planned": cfg.epochs + (cfg.head_epochs or 0), "train_wall_seconds": round(wall_total, 1),
+                                "monitor": monitor, "best_" + monitor: _best_so_far(history_csv, monitor),
+                                "params": int(final.count_params()), "host": platform.node(), "cpu_count": os.cpu_count(),
+                                "tensorflow": tf.__version__, "keras": keras.__version__, "config": cfg.__dict__})
+    sidecar_path(final_path).write_text(meta.to_json())
+    (out / "metadata.json").write_text(meta.to_json())
+    log.info("saved %s (%d params), best %s %s", final_path, final.count_params(), monitor, meta.extra["best_" + monitor])
+    if report:
+        from .report import write_report
+
+        write_report(out, ds)
+    return out
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    from . import MODEL_NAMES
+
+    p = parser or argparse.ArgumentParser(prog="edge-emotion train", description=__doc__)
+    d = TrainConfig()
+    p.add_argument("--model", default=d.model, choices=MODEL_NAMES, help="model to train (default: %(default)s)")
+    p.add_argument("--data", default=d.data, help="fer2013.npz, Kaggle fer2013.csv or an image folder (default: %(default)s)")
+    p.add_argument("--labels", dest="label_set", default=d.label_set, help="label set: fer7, ferplus8, emotic26 or a JSON file (default: %(default)s)")
+    p.add_argument("--out", "-o", default=None, help="run folder (default: runs/<model>); an existing run resumes")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", dest="learning_rate", type=float, default=None, help="peak learning rate (default: the model's)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--balance", default=d.balance, choices=["none", "weights", "sqrt", "oversample"], help="class balancing")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images of each split")
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["auto", "bf16", "off"])
+    p.add_argument("--ferplus-mode", default=d.ferplus_mode, choices=["majority", "soft"])
+    p.add_argument("--ferplus-votes", default=None, help="ferplus_labels.npz (default: beside --data)")
+    p.add_argument("--init-from", default=None, help=".keras model to start from (transfer to another label set)")
+    p.add_argument("--backbone-weights", default=None, help="local weights file for resnet50/densenet121 (no downloads)")
+    p.add_argument("--head-epochs", type=int, default=0, help="stage 1 epochs with a frozen body before fine-tuning")
+    p.add_argument("--no-report", dest="report", action="store_false")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if args.out is None:
+        cfg.out = f"runs/{cfg.model}"
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    parser.add_argument("--finalize", metavar="RUN", default=None,
+                        help="write model.keras, metadata and report from RUN's best checkpoint, then exit")
+    args = parser.parse_args(argv)
+    if args.finalize:
+        finalize_run(args.finalize)
+        return 0
+    train(config_from_args(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The command line: --help everywhere, JSON output, one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["detect", "info", "train", "evaluate", "export", "video", "camera", "benchmark"]
+
+
+def run(*args, check=False):
+    return subprocess.run([sys.executable, "-m", "edge_emotion.cli", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.mark.parametrize("cmd", [None, *COMMANDS])
+def test_help(cmd):
+    r = run(*([cmd] if cmd else []), "--help")
+    assert r.returncode == 0
+    assert "usage: edge-emotion" in r.stdout
+
+
+def test_detect_json_sample_image(tmp_path):
+    out = tmp_path / "annotated.png"
+    r = run("detect", "--json", "--out", str(out), check=True)
+    faces = json.loads(r.stdout)
+    assert len(faces) == 1 and faces[0]["emotion"] == "happy"
+    assert out.stat().st_size > 10_000
+
+
+def test_detect_several_images_json(scenes):
+    r = run("detect", "--json", str(scenes / "two_people.jpg"), str(scenes / "obama-1080p.jpg"), check=True)
+    res = json.loads(r.stdout)
+    assert [len(x["faces"]) for x in res] == [2, 1]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["detect", "no/such/image.jpg"], "image file not found"),
+    (["detect", "--model", "no/such/model.tflite"], "model file not found"),
+    (["detect", "--model", "model.pt"], "unknown model suffix"),
+    (["info", "no/such.onnx"], "model file not found"),
+    (["video", "no/such.mp4"], "video file not found"),
+])
+def test_bad_input_exits_non_zero_with_one_line(args, needle):
+    r = run(*args)
+    assert r.returncode != 0
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("edge-emotion")]
+    assert len(err) == 1 and needle in err[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_not_an_image(tmp_path):
+    bad = tmp_path / "x.jpg"
+    bad.write_text("not an image")
+    r = run("detect", str(bad))
+    assert r.returncode == 2 and "cannot decode image" in r.stderr
+
+
+def test_info_shows_the_metadata():
+    from edge_emotion.runtime.zoo import resolve_model
+
+    r = run("info", "--json", str(resolve_model(None)), check=True)
+    d = json.loads(r.stdout)
+    assert d["format"] == "tflite" and d["metadata"]["precision"] == "int8"
+    assert len(d["metadata"]["labels"]) == 7
