@@ -35,7 +35,7 @@ demo: runtime-venv
 	$(RTVENV)/bin/edge-emotion detect --out out/astronaut_annotated.png
 
 test: dev-venv runtime-venv
-	EDGE_EMOTION_RUNTIME_VENV=$(RTVENV) $(VENV)/bin/python -m pytest -q -p no:cacheprovider
+	EDGE_EMOTION_RUNTIME_VENV=$(RTVENV) $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests benchmarks --benchmark-disable
 
 benchmark: dev-venv
 	$(VENV)/bin/edge-emotion benchmark --json benchmarks/results/benchmark.json \

@@ -49,7 +49,8 @@ class ModelMetadata:
     format: str = "keras"
     data_sha256: str | None = None
     source_sha256: str | None = None
-    crop_margin: float = 0.15
+    crop_margin: float = 0.08
+    crop_shift_y: float = -0.09
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 

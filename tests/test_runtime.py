@@ -162,3 +162,20 @@ def test_threads_share_one_instance_safely(detector, astronaut, scene_image):
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda fr: [(f.box, f.emotion) for f in detector.detect(fr)], frames))
     assert got == expected
+
+
+def test_runtime_only_install_detects_without_tensorflow():
+    """`make test` builds a venv with only the runtime extras; detect must work there."""
+    import os
+    from pathlib import Path
+
+    venv = os.environ.get("EDGE_EMOTION_RUNTIME_VENV")
+    if not venv:
+        pytest.skip("EDGE_EMOTION_RUNTIME_VENV not set: run through `make test`, which builds the runtime-only venv")
+    py = Path(venv) / "bin" / "python"
+    r = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('tensorflow') is None, u.find_spec('keras') is None)"],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["True", "True"], "the runtime venv must not contain TensorFlow or Keras"
+    r = subprocess.run([str(Path(venv) / "bin" / "edge-emotion"), "detect", "--json"], capture_output=True, text=True, check=True)
+    faces = json.loads(r.stdout)
+    assert len(faces) == 1 and faces[0]["emotion"] == "happy"

@@ -45,6 +45,9 @@ class EmotionDetector:
         margin: extra context around each face box, as a fraction of its size
             (default: the model's metadata ``crop_margin``).
         align: rotate crops so the eyes are level (needs landmarks; BlazeFace gives them).
+            Off by default: on FER-2013 test faces it did not help (see README).
+        shift_y: move the crop centre by this many box heights (negative: up), so crops are
+            framed like the training faces (default: the model's metadata ``crop_shift_y``).
         min_face_score: face-detector score threshold (default: the detector's own).
         max_faces: at most this many faces per frame, best first.
 
@@ -54,7 +57,8 @@ class EmotionDetector:
 
     def __init__(self, model: str | Path | None = None, backend: str = "auto", face_detector: str | FaceDetector = "auto",
                  threads: int | None = None, providers: list | None = None, margin: float | None = None,
-                 align: bool = False, min_face_score: float | None = None, max_faces: int = 64) -> None:
+                 align: bool = False, min_face_score: float | None = None, max_faces: int = 64,
+                 shift_y: float | None = None) -> None:
         path = resolve_model(model, backend, providers)
         self.classifier = EmotionClassifier(path, backend, threads=threads, providers=providers)
         self.metadata = self.classifier.meta
@@ -67,6 +71,7 @@ class EmotionDetector:
         self.face_detector = create_face_detector(face_detector, threads=threads,
                                                   providers=providers, **det_kwargs)
         self.margin = self.metadata.crop_margin if margin is None else margin
+        self.shift_y = self.metadata.crop_shift_y if shift_y is None else shift_y
         self.align = align
         self.max_faces = max_faces
         self._lock = threading.RLock()
@@ -115,7 +120,7 @@ class EmotionDetector:
                 box = _clip_box(fb, w, h)
                 if box is None:
                     continue
-                crops.append(crop_face(frame, (fb.x, fb.y, fb.w, fb.h), size, self.margin, fb.landmarks, self.align))
+                crops.append(crop_face(frame, (fb.x, fb.y, fb.w, fb.h), size, self.margin, fb.landmarks, self.align, self.shift_y))
                 owners.append((i, box, fb))
         probs = self.classifier.predict(self.classifier.preprocess(crops))
         out: list[list[Face]] = [[] for _ in frames]

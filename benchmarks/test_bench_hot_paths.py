@@ -1,0 +1,51 @@
+"""pytest-benchmark suite of the hot paths. Run:
+
+    pytest benchmarks/ --benchmark-json out/bench.json
+    python -m benchmarks.compare benchmarks/baseline/baseline.json out/bench.json
+
+Threads are fixed at 1 so numbers are comparable between runs and machines of a class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_emotion.runtime.classifier import EmotionClassifier
+from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+
+THREADS = 1
+DEFAULT = load_index()["default"]
+ARTIFACTS = sorted(load_index()["models"][DEFAULT]["artifacts"]) if DEFAULT else []
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from edge_emotion import EmotionDetector
+
+    return EmotionDetector(threads=THREADS)
+
+
+def test_detect_sample_image(benchmark, detector, sample_frame):
+    faces = benchmark(detector.detect, sample_frame)
+    assert len(faces) == 1
+
+
+@pytest.mark.parametrize("variant", ["blazeface_full", "blazeface_short", "haar"])
+def test_face_detection_640x480(benchmark, variant, frame_640x480):
+    from edge_emotion.runtime.face_detection import create_face_detector
+
+    det = create_face_detector(variant, threads=THREADS)
+    faces = benchmark(det.detect, frame_640x480)
+    assert len(faces) >= 1
+
+
+@pytest.mark.parametrize("batch", [1, 32])
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_classify(benchmark, artifact, batch, fer_test):
+    entry = load_index()["models"][DEFAULT]["artifacts"][artifact]
+    clf = EmotionClassifier(MODELS_DIR / DEFAULT / entry["file"], threads=THREADS)
+    x = clf.preprocess([np.ascontiguousarray(c) for c in fer_test[0][:batch]])
+    probs = benchmark(clf.predict, x)
+    assert probs.shape == (batch, len(clf.labels))
+    benchmark.extra_info.update(artifact=artifact, batch=batch, per_face_ms=None)

@@ -1,0 +1,99 @@
+"""Export to every CPU format: metadata round-trip, full-int8 dtype rule, validation against Keras."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_emotion.metadata import read_metadata
+from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """The bundled default's Keras model, copied so exports land in a temp folder."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("export")
+    name = load_index()["default"]
+    for f in ("model.keras", "model.keras.json"):
+        shutil.copy(MODELS_DIR / name / f, d / f)
+    return d / "model.keras"
+
+
+@pytest.mark.parametrize("fmt,precision", [("tflite", "int8"), ("tflite", "fp16"), ("tflite", "fp32"),
+                                           ("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8")])
+def test_export_every_cpu_format(source, fer_npz, fmt, precision):
+    from edge_emotion.export import export_model
+
+    res = export_model(source, fmt, precision, data=fer_npz, n_validate=300, show_progress=False)
+    assert res.path.exists() and res.path.suffix == f".{fmt}"
+    v = res.validation
+    assert v.passed and v.n == 300
+    assert v.agreement >= (0.98 if precision == "int8" else 0.999)
+    assert v.predicted_classes >= 5  # not collapsed onto a few labels
+    meta = read_metadata(res.path)
+    src_meta = read_metadata(source)
+    assert meta.labels == src_meta.labels and meta.input_size == src_meta.input_size
+    assert (meta.format, meta.precision) == (fmt, precision)
+    from edge_emotion.metadata import sha256_file
+
+    assert meta.source_sha256 == sha256_file(source)
+    saved = json.loads((res.path.parent / (res.path.name + ".validation.json")).read_text())
+    assert saved["agreement"] == v.agreement
+
+
+def test_int8_tflite_is_full_integer(source, fer_npz):
+    from edge_emotion.export import export_model
+    from edge_emotion.export.tflite import tensor_dtypes
+
+    res = export_model(source, "tflite", "int8", data=fer_npz, n_calib=140, n_validate=0, show_progress=False)
+    dt = tensor_dtypes(res.path)
+    assert dt["io"] == {"int8"}
+    assert "float32" not in dt["activations"] and "float16" not in dt["activations"]
+    # and the bundled one too
+    bundled = MODELS_DIR / load_index()["default"] / "model_int8.tflite"
+    assert tensor_dtypes(bundled)["io"] == {"int8"} and "float32" not in tensor_dtypes(bundled)["activations"]
+
+
+def test_calibration_is_balanced_real_images(fer_npz):
+    from edge_emotion.export.calibration import calibration_images
+
+    x = calibration_images(fer_npz, 700)
+    assert x.shape == (700, 48, 48, 1) and x.dtype == np.uint8
+    assert x.std() > 20  # real faces, not constant or noise-free filler
+
+
+def test_failed_validation_keeps_the_artifact_aside(source, fer_npz):
+    from edge_emotion.export import ExportValidationError, export_model
+
+    with pytest.raises(ExportValidationError, match="rejected"):
+        export_model(source, "onnx", "int8", data=fer_npz, n_calib=70, n_validate=100, threshold=1.01, show_progress=False,
+                     out=source.parent / "strict.onnx")
+    assert (source.parent / "strict.onnx.rejected").exists()
+    assert not (source.parent / "strict.onnx").exists()
+
+
+def test_engine_export_says_why_without_a_gpu(source, capsys):
+    from edge_emotion.cli import main
+    from edge_emotion.runtime.backends.tensorrt import gpu_available
+
+    ok, why = gpu_available()
+    if ok:
+        pytest.skip("GPU present")
+    rc = main(["export", str(source), "--format", "engine", "--precision", "fp16"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "TensorRT" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_takes_exported_artifacts(fer_npz):
+    from edge_emotion.evaluate import evaluate_file
+
+    path = MODELS_DIR / load_index()["default"] / "model_int8.tflite"
+    r = evaluate_file(path, fer_npz, "test", limit=500, tta=True)
+    assert r.n == 500 and 0.3 < r.accuracy <= 1 and r.tta_accuracy is not None
+    assert sum(m["support"] for m in r.per_class.values()) == 500

@@ -1,0 +1,173 @@
+"""Training: loaders, the model zoo, a tiny real end-to-end run with its full report, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPORT_FILES = ["model.keras", "model.keras.json", "metadata.json", "history.csv", "curves.png", "confusion_test.png",
+                "confusion_val.png", "examples_test.png", "class_distribution.png", "samples.png", "report.json", "report.md"]
+
+
+def test_tiny_run_produces_every_report_artifact(tiny_run):
+    for f in REPORT_FILES:
+        assert (tiny_run / f).exists(), f
+    meta = json.loads((tiny_run / "metadata.json").read_text())
+    assert meta["labels"][3] == "happy" and meta["input_size"] == [48, 48]
+    assert len(meta["data_sha256"]) == 64 and meta["extra"]["epochs_run"] == 2
+    assert "git_revision" in meta["extra"] and meta["extra"]["train_wall_seconds"] > 0
+    rep = json.loads((tiny_run / "report.json").read_text())
+    t = rep["test"]
+    assert t["n"] == 384 and 0 <= t["accuracy"] <= 1
+    assert set(t["per_class"]) == set(meta["labels"])
+    assert np.array(t["confusion"]).sum() == 384
+    assert 0 <= t["roc_auc"]["macro"] <= 1
+    assert 0 <= t["tta_accuracy"] <= 1
+    with open(tiny_run / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_run, tmp_path, fer_npz):
+    import shutil
+
+    from edge_emotion.train.trainer import TrainConfig, train
+
+    run = tmp_path / "resumed"
+    shutil.copytree(tiny_run, run)
+    cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+    cfg.out, cfg.epochs, cfg.report = str(run), 3, False
+    train(cfg)
+    with open(run / "history.csv") as f:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    assert epochs == [0, 1, 2]  # epochs 0 and 1 were not trained again
+
+
+@pytest.mark.parametrize("name", ["edge_cnn", "cnn", "alexnet48", "alexnet", "resnet50", "densenet121"])
+def test_every_model_builds_and_runs_at_its_input_size(name):
+    from edge_emotion.train.models import MODELS, build_model
+
+    spec = MODELS[name]
+    m = build_model(name, 7)
+    x = np.random.default_rng(0).uniform(0, 255, (2, *spec.input_shape)).astype("float32")
+    y = np.asarray(m(x, training=False))
+    assert y.shape == (2, 7)
+    np.testing.assert_allclose(y.sum(1), 1, rtol=1e-4)
+
+
+def test_model_names_for_help_match_the_registry():
+    from edge_emotion.train import MODEL_NAMES
+    from edge_emotion.train.models import MODELS
+
+    assert sorted(MODEL_NAMES) == sorted(MODELS)
+
+
+def test_seed_cnn_is_the_seed_architecture():
+    from keras import layers
+
+    from edge_emotion.train.models import build_model
+
+    m = build_model("cnn", 7)
+    convs = [l.filters for l in m.layers if isinstance(l, layers.Conv2D)]
+    dense = [l.units for l in m.layers if isinstance(l, layers.Dense)]
+    assert convs == [32, 64, 128, 256] and dense == [256, 128, 7]
+    assert sum(isinstance(l, layers.BatchNormalization) for l in m.layers) == 6
+    assert sum(isinstance(l, layers.Dropout) for l in m.layers) == 2
+
+
+def test_kaggle_csv_loader(tmp_path, fer_test):
+    from edge_emotion.train.data import load_dataset
+
+    x, y = fer_test
+    p = tmp_path / "fer2013.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for i in range(30):
+            w.writerow([int(y[i]), " ".join(map(str, x[i].ravel())), ["Training", "PublicTest", "PrivateTest"][i % 3]])
+    ds = load_dataset(p)
+    assert sorted(ds.splits) == ["test", "train", "val"]
+    assert ds["train"].x.shape == (10, 48, 48, 1)
+    np.testing.assert_array_equal(ds["train"].x[0, ..., 0], x[0])
+    assert ds["val"].y.tolist() == [int(v) for v in y[1:30:3]]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="expected CSV columns"):
+        load_dataset(bad)
+
+
+def test_image_folder_loader(tmp_path, fer_test):
+    from edge_emotion.train.data import load_dataset
+
+    x, y = fer_test
+    names = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    for i in range(60):
+        part, prefix = ("train", "Training") if i < 40 else ("test", "PublicTest" if i < 50 else "PrivateTest")
+        d = tmp_path / part / names[y[i]]
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"{prefix}_{i}.png"), x[i])
+    ds = load_dataset(tmp_path)
+    assert len(ds["train"]) == 40 and len(ds["val"]) == 10 and len(ds["test"]) == 10
+    assert ds["train"].x.shape[1:] == (48, 48, 1)
+    (tmp_path / "train" / "bored").mkdir()
+    with pytest.raises(ValueError, match="not a label of fer7"):
+        load_dataset(tmp_path)
+
+
+def test_ferplus_majority_and_soft(fer_npz, ferplus_npz):
+    from edge_emotion.train.data import load_ferplus
+
+    maj = load_ferplus(fer_npz, ferplus_npz, "majority")
+    soft = load_ferplus(fer_npz, ferplus_npz, "soft")
+    assert maj.label_set.num_classes == 8 and maj.label_set.labels[7] == "contempt"
+    assert len(maj["test"]) < len(soft["test"]) <= 3589
+    np.testing.assert_allclose(soft["train"].y.sum(1), 1, rtol=1e-5)
+    assert maj["train"].y.max() <= 7
+
+
+def test_emotic_csv_multilabel(tmp_path, astronaut):
+    from edge_emotion.train.data import load_emotic_csv
+
+    (tmp_path / "imgs" / "mscoco").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "imgs" / "mscoco" / "a.jpg"), astronaut)
+    p = tmp_path / "annot_train.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Folder", "Filename", "BBox", "Categorical_Labels"])
+        w.writerow(["mscoco", "a.jpg", "[150, 50, 300, 300]", "['Happiness', 'Confidence']"])
+        w.writerow(["mscoco", "a.jpg", "[0, 0, 512, 512]", "['Engagement']"])
+    ds = load_emotic_csv(p, tmp_path / "imgs")
+    s = ds["train"]
+    assert ds.label_set.multi_label and ds.label_set.num_classes == 26
+    assert s.x.shape == (2, 96, 96, 3) and s.y.shape == (2, 26)
+    labels = ds.label_set.labels
+    assert s.y[0, labels.index("Happiness")] == 1 and s.y[0, labels.index("Confidence")] == 1 and s.y[0].sum() == 2
+
+
+def test_multilabel_report_has_cooccurrence_and_ap(tmp_path):
+    from edge_emotion.train.report import _multilabel_report
+
+    rng = np.random.default_rng(0)
+    y = (rng.uniform(size=(40, 5)) > 0.6).astype(np.float32)
+    probs = np.clip(y * 0.7 + rng.uniform(0, 0.3, y.shape), 0, 1)
+    r = _multilabel_report(probs, y, list("abcde"), tmp_path, "val")
+    assert (tmp_path / "cooccurrence_val.png").exists()
+    assert r["mAP"] > 0.8 and len(r["cooccurrence"]) == 5
+
+
+def test_class_weights_and_oversampling():
+    from edge_emotion.train.trainer import class_weights, oversample_indices
+
+    counts = np.array([100, 10, 50])
+    w = class_weights(counts, "weights")
+    assert w[1] > w[2] > w[0]
+    assert sum(w[i] * counts[i] for i in range(3)) == pytest.approx(counts.sum())
+    assert class_weights(counts, "none") is None
+    labels = np.repeat([0, 1, 2], counts)
+    idx = oversample_indices(labels, np.random.default_rng(0))
+    assert np.bincount(labels[idx]).min() >= 50
