@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write rows as JSON")
     p.add_argument("--markdown", default=None, metavar="OUT", help="write the table as Markdown")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="accuracy-vs-latency and FPS plots (needs matplotlib)")
+    p.add_argument("--soak", type=int, default=0, metavar="N",
+                   help="also run N frames through detect() and through the stream pipeline and report resident-memory growth")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: measure one artifact
 
 
@@ -268,6 +270,73 @@ def plot(rows: list[dict], out: str) -> None:
     fig.savefig(out, dpi=110)
 
 
+class _LoopingCapture:
+    """A capture that replays real frames ``n`` times over (for the long-run measurement)."""
+
+    def __init__(self, frames: list, n: int) -> None:
+        self.frames, self.left, self.i = frames, n, 0
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        self.i += 1
+        return True, self.frames[self.i % len(self.frames)]
+
+    def release(self) -> None:
+        pass
+
+
+def soak(n: int, video: str, threads: int) -> dict:
+    """Resident memory before and after ``n`` frames through detect() and through the stream pipeline."""
+    import gc
+
+    import cv2
+
+    from .runtime import EmotionDetector
+    from .runtime.stream import FrameSource, run_stream
+
+    def rss_mb() -> float:
+        import resource
+
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    frames = []
+    if Path(video).exists():
+        cap = cv2.VideoCapture(video)
+        while len(frames) < 300:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f)
+        cap.release()
+    frames = frames or [cv2.imread(str(SAMPLE_IMAGE))]
+    det = EmotionDetector(threads=threads)
+    out = {"frames": n}
+    for i in range(200):
+        det.detect(frames[i % len(frames)])
+    gc.collect()
+    start = rss_mb()
+    t = time.perf_counter()
+    for i in range(n):
+        det.detect(frames[i % len(frames)])
+    gc.collect()
+    out.update(detect_rss_start_mb=start, detect_rss_end_mb=rss_mb(), detect_seconds=time.perf_counter() - t)
+    src = FrameSource("soak", live=False, opener=lambda: _LoopingCapture(frames, n))
+    start = rss_mb()
+    t = time.perf_counter()
+    count = sum(1 for _ in run_stream(det, src, detect_every=1, smoothing=0.5))
+    gc.collect()
+    out.update(stream_frames=count, stream_rss_start_mb=start, stream_rss_end_mb=rss_mb(), stream_seconds=time.perf_counter() - t)
+    return out
+
+
 def main(args) -> int:
     if args.row:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -276,10 +345,17 @@ def main(args) -> int:
     rows = run(args)
     host = host_info()
     md = to_markdown(rows, host)
+    long_run = None
+    if args.soak:
+        long_run = soak(args.soak, args.video, args.threads)
+        md += (f"\nLong run: {long_run['frames']:,} frames through detect(): resident memory "
+               f"{long_run['detect_rss_start_mb']:.1f} -> {long_run['detect_rss_end_mb']:.1f} MB; "
+               f"{long_run['stream_frames']:,} frames through the stream pipeline (tracking, smoothing): "
+               f"{long_run['stream_rss_start_mb']:.1f} -> {long_run['stream_rss_end_mb']:.1f} MB.\n")
     print(md)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps({"host": host, "method": __doc__, "rows": rows}, indent=1, default=float))
+        Path(args.json_out).write_text(json.dumps({"host": host, "method": __doc__, "rows": rows, "long_run": long_run}, indent=1, default=float))
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(md)

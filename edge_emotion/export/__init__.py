@@ -68,9 +68,10 @@ def _export_engine(model, meta, out, precision, calib, options, progress):
     from .tensorrt import _require_trt, build_engine
 
     _require_trt()  # fail before any work when there is no GPU
-    onnx_path = out.with_suffix(".onnx")
-    export_onnx(model, meta.derive(format="onnx", precision="fp32"), onnx_path, "fp32")
-    return build_engine(onnx_path, out, meta, precision, calib)
+    # the ONNX carries the precision: fp16 weights, or QDQ int8 calibrated on real images
+    onnx_path = out.with_name(f"{out.stem}.source.onnx")
+    export_onnx(model, meta.derive(format="onnx", precision=precision), onnx_path, precision, calib)
+    return build_engine(onnx_path, out, meta, precision)
 
 
 EXPORTERS = {"tflite": _export_tflite, "onnx": _export_onnx, "engine": _export_engine}

