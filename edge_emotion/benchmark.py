@@ -252,10 +252,12 @@ def plot(rows: list[dict], out: str) -> None:
         raise ImportError("--plot needs matplotlib: pip install matplotlib") from None
     ok = [r for r in rows if r.get("status") == "ok"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    markers = {"litert": "o", "onnxruntime": "s", "tensorrt": "^", "keras": "D"}
     for r in ok:
         if r.get("accuracy") is not None:
-            a.scatter(r["p50_ms_b1"], r["accuracy"] * 100, s=60)
-            a.annotate(f"{r['format']} {r['precision']}", (r["p50_ms_b1"], r["accuracy"] * 100), textcoords="offset points", xytext=(5, 5))
+            a.scatter(r["p50_ms_b1"], r["accuracy"] * 100, s=70, marker=markers.get(r["backend"], "o"),
+                      label=f"{r['format']} {r['precision']} ({r['backend']})")
+    a.legend(fontsize=8)
     a.set_xscale("log")
     a.set_xlabel("latency per face, batch 1, p50 (ms, log scale)")
     a.set_ylabel("FER-2013 PrivateTest accuracy (%)")

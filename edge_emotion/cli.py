@@ -234,6 +234,7 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-every", type=int, default=1, help="run the face detector every N frames, track in between")
     p.add_argument("--smoothing", type=float, default=None, help="EMA factor for per-track probabilities (0..1; default off)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--skip", type=int, default=0, help="files: process one frame, then skip N (default: every frame)")
     _runtime_args(p)
 
 

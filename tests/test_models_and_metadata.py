@@ -157,3 +157,28 @@ def test_tensorrt_path_is_importable_and_says_why_it_cannot_run(tmp_path):
     with pytest.raises(BackendUnavailableError) as e:
         TensorRTBackend.load(engine)
     assert why in str(e.value)
+
+
+def test_no_pickle_and_no_unsafe_loading_anywhere():
+    from pathlib import Path
+
+    import edge_emotion
+
+    for py in Path(edge_emotion.__file__).parent.rglob("*.py"):
+        text = py.read_text()
+        assert "import pickle" not in text and "safe_mode=False" not in text, py
+        assert "allow_pickle=True" not in text, py
+
+
+@pytest.mark.slow
+def test_keras_model_with_code_in_it_is_refused(tmp_path):
+    import keras
+
+    from edge_emotion.runtime.backends.keras_backend import KerasBackend
+
+    inp = keras.Input((48, 48, 1))
+    out = keras.layers.Lambda(lambda x: x * 2)(inp)
+    path = tmp_path / "evil.keras"
+    keras.Model(inp, out).save(path)
+    with pytest.raises(ModelError, match="Keras cannot load this model"):
+        KerasBackend.load(path)

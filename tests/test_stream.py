@@ -158,3 +158,16 @@ def test_tracker_keeps_ids_and_smooths():
     assert f3[0].track_id == 3
     with pytest.raises(ValueError):
         IoUTracker(smoothing=0)
+
+
+def test_detect_every_n_frames_tracks_in_between(detector, astronaut, monkeypatch):
+    calls = []
+    real = detector.face_detector.detect
+    monkeypatch.setattr(detector.face_detector, "detect", lambda f: calls.append(1) or real(f))
+    src = FrameSource("file", live=False, opener=lambda: FakeCapture(astronaut, frames=9))
+    results = list(run_stream(detector, src, detect_every=3, smoothing=0.3))
+    assert len(results) == 9 and len(calls) == 3
+    assert {f.track_id for r in results for f in r.faces} == {1}
+    assert all(abs(sum(r.faces[0].probabilities.values()) - 1) < 1e-4 for r in results)
+    with pytest.raises(ValueError, match="detect_every"):
+        next(run_stream(detector, FrameSource("f", live=False, opener=lambda: FakeCapture(astronaut)), detect_every=0))

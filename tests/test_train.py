@@ -171,3 +171,25 @@ def test_class_weights_and_oversampling():
     labels = np.repeat([0, 1, 2], counts)
     idx = oversample_indices(labels, np.random.default_rng(0))
     assert np.bincount(labels[idx]).min() >= 50
+
+
+def test_two_stage_transfer_to_ferplus8(tiny_run, tmp_path, fer_npz):
+    import keras
+
+    from edge_emotion.metadata import read_metadata
+    from edge_emotion.train.trainer import TrainConfig, train
+
+    out = tmp_path / "ferplus"
+    cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), label_set="ferplus8", out=str(out), epochs=1, head_epochs=1,
+                      batch_size=64, limit=256, init_from=str(tiny_run / "model.keras"), mixed_precision="off", report=False)
+    train(cfg)
+    with open(out / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # one epoch with a frozen body, one fine-tuning
+    m = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    assert m.output_shape[-1] == 8
+    src = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    first_conv = [l for l in m.layers if l.name == "s1c1"][0].get_weights()[0]
+    # fine-tuned from the FER-2013 model, not from scratch: the first conv is close to the source's
+    assert np.corrcoef(first_conv.ravel(), [l for l in src.layers if l.name == "s1c1"][0].get_weights()[0].ravel())[0, 1] > 0.5
+    meta = read_metadata(out / "model.keras")
+    assert meta.label_set == "ferplus8" and meta.labels[-1] == "contempt"

@@ -359,10 +359,11 @@ def run_cli_stream(detector, source, args, live: bool) -> int:
     jsonl = open(args.jsonl, "w") if args.jsonl else None
     n = 0
     t_start = time.perf_counter()
-    src = FrameSource(source, live=live)
+    skip = getattr(args, "skip", 0) or 0
+    src = FrameSource(source, live=live, skip=skip)
+    results = run_stream(detector, src, detect_every=args.detect_every, smoothing=args.smoothing, max_frames=args.max_frames)
     try:
-        for res in run_stream(detector, src, detect_every=args.detect_every, smoothing=args.smoothing,
-                              max_frames=args.max_frames):
+        for res in results:
             n += 1
             img = res.extra.pop("image")
             if jsonl:
@@ -371,7 +372,7 @@ def run_cli_stream(detector, source, args, live: bool) -> int:
                 vis = annotate(img, res.faces, fps=res.fps, latency_ms=res.latency_ms)
                 if args.out:
                     if writer is None:
-                        fps = src.fps_hint or 25.0
+                        fps = (src.fps_hint or 25.0) / (skip + 1)
                         writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), fps, (vis.shape[1], vis.shape[0]))
                         if not writer.isOpened():
                             raise SourceError(f"cannot open {args.out} for writing")
@@ -383,6 +384,7 @@ def run_cli_stream(detector, source, args, live: bool) -> int:
     except KeyboardInterrupt:
         log.warning("interrupted: finishing the output files")
     finally:
+        results.close()  # stops the capture thread and releases the device
         if writer is not None:
             writer.release()
         if jsonl:

@@ -69,6 +69,10 @@ def resolve_model(model: str | Path | None, backend: str = "auto", providers: li
         if avail.get(runtime) != "ok":
             tried.append(f"{runtime}: {avail.get(runtime, 'unknown backend')}")
             continue
+        if b == "keras" and entry.get("keras"):
+            path = MODELS_DIR / name / entry["keras"]["file"]
+            _verify(path, entry["keras"]["sha256"])
+            return path
         for fmt_name, precision in PREFERENCE.get(b, []):
             art = entry["artifacts"].get(f"{fmt_name}_{precision}")
             if art:

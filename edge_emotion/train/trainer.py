@@ -272,7 +272,7 @@ def train(cfg: TrainConfig) -> Path:
             keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=False),
         ]
         log.info("stage %s: %d epochs at lr %.2g (%s)", stage_name, stage_epochs, stage_lr, "body frozen" if freeze else "all layers train")
-        model.fit(train_ds, validation_data=val_ds, epochs=stage_epochs, class_weight=cw, callbacks=callbacks,
+        model.fit(train_ds, validation_data=val_ds, epochs=stage_epochs, class_weight=cw, callbacks=callbacks, shuffle=False,
                   verbose=1 if sys.stderr.isatty() else 2)
         epoch_offset += stage_epochs
     wall = time.time() - t0
