@@ -43,6 +43,8 @@ class LiteRTBackend(Backend):
         self._outs = interpreter.get_output_details()
         self._batch = int(self._inp["shape"][0])
         self._in_q = self._inp["quantization"] if self._inp["dtype"] != np.float32 else None
+        sig = self._inp.get("shape_signature")
+        self._dynamic = sig is not None and len(sig) > 0 and int(sig[0]) == -1
 
     @classmethod
     def load(cls, path, threads=None, providers=None):
@@ -88,7 +90,22 @@ class LiteRTBackend(Backend):
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         batch = self._check_batch(batch)
-        self._resize(len(batch))
+        n = len(batch)
+        if self._dynamic and n != self._batch:
+            # pad to the next power of two: a stream whose face count changes every frame
+            # re-allocates the interpreter a handful of times, not on every change
+            size = 1 << (n - 1).bit_length()
+            if size != n:
+                batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), batch.dtype)])
+            self._resize(size)
+        elif n != self._batch:
+            try:
+                self._resize(n)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(f"{self.path}: this model has a fixed batch of {self._batch} and cannot take {n}: {exc}") from None
+        return [o[:n] for o in self._run(batch)]
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._in_q is not None:
             scale, zero = self._in_q
             info = np.iinfo(self._inp["dtype"])
