@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--calib", default=None, help="calibration data for int8 (dataset or image folder; default: --data)")
     x.add_argument("--data", default=None, help="dataset for calibration and validation (default: the one the model was trained on)")
     x.add_argument("--out", "-o", default=None, help="output file or folder (default: beside the model)")
-    x.add_argument("--n-calib", type=int, default=700, help="calibration images, drawn evenly across classes (default: %(default)s)")
+    x.add_argument("--n-calib", type=int, default=2000, help="calibration images, drawn evenly across classes (default: %(default)s)")
     x.add_argument("--n-validate", type=int, default=1000, help="test images compared with the Keras model (0: skip)")
     x.add_argument("--threshold", type=float, default=None, help="minimum top-1 agreement (default: 0.98 int8, 0.999 fp16/fp32)")
     x.add_argument("--onnx-full-range", action="store_true", help="ONNX int8 with full 8-bit weights (ARM/VNNI targets)")

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import EdgeEmotionError, ModelError
 from ..formats import FORMATS, Format, artifact_name, format_by_name
 from ..metadata import ModelMetadata, read_metadata, sha256_file
+from .calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from .validate import DEFAULT_THRESHOLDS, ValidationReport, compare, run_artifact
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def load_keras_with_metadata(path: Path):
 
 
 def export_model(model_path: str | Path, format: str = "tflite", precision: str = "int8", out: str | Path | None = None,
-                 calib: str | Path | None = None, data: str | Path | None = None, n_calib: int = 700,
+                 calib: str | Path | None = None, data: str | Path | None = None, n_calib: int = DEFAULT_CALIBRATION_IMAGES,
                  n_validate: int = 1000, threshold: float | None = None, reduce_range: bool = True,
                  show_progress: bool = True) -> ExportResult:
     """Export ``model_path`` (.keras with its metadata sidecar) and validate the result.
@@ -115,7 +116,6 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
     from tqdm import tqdm
 
     from ..train.data import load_dataset
-    from .calibration import calibration_images
 
     model_path = Path(model_path)
     fmt: Format = format_by_name(format)

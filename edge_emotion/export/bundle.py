@@ -84,6 +84,9 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         "## Training", "",
         f"- Data: `{Path(str(cfg.get('data', ''))).name}`, sha256 `{meta.data_sha256}`; official FER-2013 splits: "
         "Training (28,709) to fit, PublicTest (3,589) to select the best epoch, PrivateTest (3,589) only for the final figures.",
+        *([f"- Started from `{Path(str(cfg['init_from'])).name}` "
+           f"({'new head on a frozen body, then all layers fine-tuned' if cfg.get('head_epochs') else 'same classes: a second, low-rate cosine cycle'})."]
+          if cfg.get("init_from") else []),
         f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, Adam with warm-up + cosine decay "
         f"(peak {cfg.get('learning_rate') or 'model default'}), label smoothing {cfg.get('label_smoothing')}, "
         f"augmentation {'on' if cfg.get('augment') else 'off'} (flip, rotation, zoom, shift, brightness, contrast), "
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--default", action="store_true", help="make it the package's default model")
     p.add_argument("--artifacts", nargs="*", default=DEFAULT_ARTIFACTS, help="FORMAT:PRECISION list (default: %(default)s)")
     p.add_argument("--data", default=None, help="dataset for calibration and validation (default: the training data)")
-    p.add_argument("--n-calib", type=int, default=700)
+    p.add_argument("--n-calib", type=int, default=2000)
     a = p.parse_args(argv)
     bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib)
     return 0

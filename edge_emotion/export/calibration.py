@@ -9,7 +9,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALIBRATION_IMAGES = 700
+DEFAULT_CALIBRATION_IMAGES = 2000
 
 
 def balanced_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
