@@ -67,6 +67,13 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     return entry
 
 
+def write_cards() -> None:
+    """Rewrite every bundled model's card from index.json (no re-export)."""
+    index = json.loads((MODELS_DIR / "index.json").read_text())
+    for name, entry in index["models"].items():
+        (MODELS_DIR / name / "MODEL_CARD.md").write_text(model_card(name, MODELS_DIR / name, entry))
+
+
 def model_card(name: str, dest: Path, entry: dict) -> str:
     meta = read_metadata(dest / "model.keras")
     rep = json.loads((dest / "report" / "report.json").read_text()) if (dest / "report" / "report.json").exists() else {}
@@ -82,9 +89,13 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         "Facial expression is not emotion: the model reports what a face looks like in one image, as labelled by "
         "crowd annotators of web photos. Do not use it to make decisions about people.", "",
         "## Training", "",
-        f"- Data: `{Path(str(cfg.get('data', ''))).name}`, sha256 `{meta.data_sha256}`; official FER-2013 splits: "
-        "Training (28,709) to fit, PublicTest (3,589) to select the best epoch, PrivateTest (3,589) only for the final figures.",
-        *([f"- Started from `{Path(str(cfg['init_from'])).name}` "
+        (f"- Data: FER-2013 images (`{Path(str(cfg.get('data', ''))).name}`) with FER+ 10-annotator labels "
+         f"(`ferplus_labels.npz`, sha256 `{meta.data_sha256}`), mode `{cfg.get('ferplus_mode')}`: images without a "
+         "majority, or whose plurality is 'unknown' / 'not a face', are dropped."
+         if meta.label_set == "ferplus8" else
+         f"- Data: `{Path(str(cfg.get('data', ''))).name}`, sha256 `{meta.data_sha256}`."),
+        "- Official FER-2013 splits: Training to fit, PublicTest to select the best epoch, PrivateTest only for the final figures.",
+        *([f"- Started from `{cfg['init_from']}` "
            f"({'new head on a frozen body, then all layers fine-tuned' if cfg.get('head_epochs') else 'same classes: a second, low-rate cosine cycle'})."]
           if cfg.get("init_from") else []),
         f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, Adam with warm-up + cosine decay "
@@ -94,7 +105,8 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         f"- Wall time {ex.get('train_wall_seconds', 0) / 60:.0f} min on {ex.get('cpu_count')} CPU cores; TensorFlow {ex.get('tensorflow')}, "
         f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`.",
         f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}.", "",
-        "## Results on FER-2013 PrivateTest (3,589 images)", "",
+        f"## Results on the PrivateTest split ({next(iter(entry['artifacts'].values()))['n_test']:,} images, "
+        f"{'FER+ majority labels' if meta.label_set == 'ferplus8' else 'FER-2013 labels'})", "",
         "| artifact | size | accuracy | agreement with Keras | max prob. diff |", "|---|---|---|---|---|",
         f"| model.keras (fp32) | {(dest / 'model.keras').stat().st_size / 1e6:.2f} MB | {entry['keras'].get('test_accuracy', float('nan')):.2%} | - | - |",
     ]
@@ -116,13 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="python -m edge_emotion.export.bundle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="finished run folder (model.keras + model.keras.json + report)")
-    p.add_argument("--name", required=True, help="bundled model name")
+    p.add_argument("run", type=Path, nargs="?", help="finished run folder (model.keras + model.keras.json + report)")
+    p.add_argument("--name", help="bundled model name (required unless --cards-only)")
     p.add_argument("--default", action="store_true", help="make it the package's default model")
     p.add_argument("--artifacts", nargs="*", default=DEFAULT_ARTIFACTS, help="FORMAT:PRECISION list (default: %(default)s)")
     p.add_argument("--data", default=None, help="dataset for calibration and validation (default: the training data)")
     p.add_argument("--n-calib", type=int, default=2000)
+    p.add_argument("--cards-only", action="store_true", help="only rewrite the model cards of every bundled model")
     a = p.parse_args(argv)
+    if a.cards_only:
+        write_cards()
+        return 0
+    if a.run is None or a.name is None:
+        p.error("RUN and --name are required")
     bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib)
     return 0
 
