@@ -48,4 +48,4 @@ def test_classify(benchmark, artifact, batch, fer_test):
     x = clf.preprocess([np.ascontiguousarray(c) for c in fer_test[0][:batch]])
     probs = benchmark(clf.predict, x)
     assert probs.shape == (batch, len(clf.labels))
-    benchmark.extra_info.update(artifact=artifact, batch=batch, per_face_ms=None)
+    benchmark.extra_info.update(artifact=artifact, batch=batch)

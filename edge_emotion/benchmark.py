@@ -101,7 +101,7 @@ def measure_row(path: Path, args) -> dict:
 
     fmt = format_for_path(path)
     meta = read_metadata(path)
-    row = {"model": meta.model_name, "file": str(path), "format": fmt.name, "precision": meta.precision, "backend": fmt.backend,
+    row = {"model": f"{meta.model_name}/{meta.label_set}", "file": str(path), "format": fmt.name, "precision": meta.precision, "backend": fmt.backend,
            "size_mb": round(path.stat().st_size / 1e6, 3), "threads": args.threads}
     clf = EmotionClassifier(path, threads=args.threads)
     row["runtime"] = clf.backend.version()
@@ -256,15 +256,16 @@ def plot(rows: list[dict], out: str) -> None:
     for r in ok:
         if r.get("accuracy") is not None:
             a.scatter(r["p50_ms_b1"], r["accuracy"] * 100, s=70, marker=markers.get(r["backend"], "o"),
-                      label=f"{r['format']} {r['precision']} ({r['backend']})")
+                      label=f"{r['model']} {r['format']} {r['precision']} ({r['backend']})")
     a.legend(fontsize=8)
     a.set_xscale("log")
     a.set_xlabel("latency per face, batch 1, p50 (ms, log scale)")
-    a.set_ylabel("FER-2013 PrivateTest accuracy (%)")
+    a.set_ylabel("PrivateTest accuracy (%), each model's own labels")
     a.set_title("Accuracy vs latency")
     a.grid(alpha=0.3)
-    names = [f"{r['format']}\n{r['precision']}" for r in ok]
-    b.bar(names, [r["e2e_fps"] for r in ok], color="tab:blue")
+    names = [f"{r['model'].split('/')[-1]}\n{r['format']}\n{r['precision']}" for r in ok]
+    b.bar(range(len(ok)), [r["e2e_fps"] for r in ok], color="tab:blue")
+    b.set_xticks(range(len(ok)), names, fontsize=7)
     b.set_ylabel("frames per second")
     b.set_title("End-to-end FPS (detect + classify)")
     b.grid(axis="y", alpha=0.3)
