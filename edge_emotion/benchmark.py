@@ -94,7 +94,7 @@ def measure_row(path: Path, args) -> dict:
 
     import cv2
 
-    from .evaluate import metrics_from_probs
+    from .evaluate import metrics_from_probs, predict_file
     from .formats import format_for_path
     from .metadata import read_metadata
     from .runtime.classifier import EmotionClassifier
@@ -126,8 +126,8 @@ def measure_row(path: Path, args) -> dict:
     row["faces_per_s"] = 32 / (np.median(t32))
 
     if x_all is not None:
-        probs = np.concatenate([clf.predict(clf.preprocess(faces[i : i + 256])) for i in range(0, len(faces), 256)])
-        res = metrics_from_probs(probs, y_all, clf.labels)
+        probs, labels = predict_file(path, x_all, batch=256)
+        res = metrics_from_probs(probs, y_all, labels)
         row["accuracy"], row["macro_f1"], row["n_test"] = res.accuracy, res.macro_f1, res.n
 
     # face detection on a 640x480 frame, and end to end on the clip

@@ -21,7 +21,7 @@ from ..errors import EdgeEmotionError, ModelError
 from ..formats import FORMATS, Format, artifact_name, format_by_name
 from ..metadata import ModelMetadata, read_metadata, sha256_file
 from .calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
-from .validate import DEFAULT_THRESHOLDS, ValidationReport, compare, run_artifact
+from .validate import DEFAULT_THRESHOLDS, ValidationReport, compare
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
     """
     from tqdm import tqdm
 
+    from ..evaluate import predict_file
     from ..train.data import load_dataset
 
     model_path = Path(model_path)
@@ -149,7 +150,8 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
         idx = np.arange(min(n_validate, len(test)))
         x = _model_inputs(test.x[idx], model.input_shape[1:])
         src = np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
-        art = run_artifact(out, x)
+        # the artifact runs through the SDK's own runtime, its own preprocessing included
+        art = predict_file(out, test.x[idx])[0]
         thr = DEFAULT_THRESHOLDS[precision] if threshold is None else threshold
         report = compare(out, src, art, test.hard_labels[idx], thr)
         Path(str(out) + ".validation.json").write_text(json.dumps(report.to_dict(), indent=1))

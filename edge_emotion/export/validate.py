@@ -47,17 +47,3 @@ def compare(artifact: Path, source_probs: np.ndarray, artifact_probs: np.ndarray
         accuracy_source=None if labels is None else float((a == labels).mean()),
         threshold=threshold, passed=agreement >= threshold, predicted_classes=int(len(np.unique(b))),
     )
-
-
-def run_artifact(path: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Probabilities from an artifact through the SDK's own runtime (what users will run)."""
-    from ..runtime.classifier import EmotionClassifier
-
-    clf = EmotionClassifier(path)
-    out = []
-    for i in range(0, len(images), batch):
-        x = images[i : i + batch].astype(np.float32)
-        if clf.meta.mean != 0.0 or clf.meta.std != 1.0:
-            x = (x - clf.meta.mean) / clf.meta.std
-        out.append(clf.predict(x))
-    return np.concatenate(out)

@@ -63,13 +63,10 @@ class EmotionDetector:
         self.classifier = EmotionClassifier(path, backend, threads=threads, providers=providers)
         self.metadata = self.classifier.meta
         self.model_path = path
-        det_kwargs = {}
+        det_kwargs: dict = {"max_faces": max_faces}
         if min_face_score is not None:
             det_kwargs["score_threshold"] = min_face_score
-        if isinstance(face_detector, str) and face_detector != "haar":
-            det_kwargs["max_faces"] = max_faces
-        self.face_detector = create_face_detector(face_detector, threads=threads,
-                                                  providers=providers, **det_kwargs)
+        self.face_detector = create_face_detector(face_detector, threads=threads, providers=providers, **det_kwargs)
         self.margin = self.metadata.crop_margin if margin is None else margin
         self.shift_y = self.metadata.crop_shift_y if shift_y is None else shift_y
         self.align = align

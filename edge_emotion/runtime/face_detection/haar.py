@@ -14,7 +14,8 @@ from .base import FaceBox, FaceDetector
 class HaarFaceDetector(FaceDetector):
     name = "haar"
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 20) -> None:
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 20,
+                 score_threshold: float = 0.0, max_faces: int = 64) -> None:
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise BackendUnavailableError("this OpenCV build has no Haar cascades (opencv-python-headless>=5 dropped them); "
                                           "install 'opencv-python-headless<5' or the BlazeFace weights")
@@ -23,6 +24,7 @@ class HaarFaceDetector(FaceDetector):
         if self._clf.empty():
             raise BackendUnavailableError(f"cannot load Haar cascade {path}")
         self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
+        self.score_threshold, self.max_faces = score_threshold, max_faces
 
     def detect(self, frame: np.ndarray) -> list[FaceBox]:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
@@ -31,4 +33,5 @@ class HaarFaceDetector(FaceDetector):
                                                         minSize=(self.min_size, self.min_size), outputRejectLevels=True)
         faces = [FaceBox(float(x), float(y), float(w), float(h), float(1 / (1 + np.exp(-wt))))
                  for (x, y, w, h), wt in zip(rects, np.ravel(weights))]
-        return sorted(faces, key=lambda f: -f.score)
+        faces = [f for f in faces if f.score >= self.score_threshold]
+        return sorted(faces, key=lambda f: -f.score)[: self.max_faces]
