@@ -9,7 +9,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import BackendUnavailableError, ModelError
-from ..formats import format_by_name
 from ..metadata import sha256_file
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,6 @@ def resolve_model(model: str | Path | None, backend: str = "auto", providers: li
             if art:
                 path = MODELS_DIR / name / art["file"]
                 _verify(path, art["sha256"])
-                format_by_name(fmt_name)  # the table knows it
                 return path
         tried.append(f"{runtime}: model {name!r} has no artifact for it")
     raise BackendUnavailableError(f"cannot run bundled model {name!r} here: " + "; ".join(tried))
