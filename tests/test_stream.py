@@ -171,3 +171,21 @@ def test_detect_every_n_frames_tracks_in_between(detector, astronaut, monkeypatc
     assert all(abs(sum(r.faces[0].probabilities.values()) - 1) < 1e-4 for r in results)
     with pytest.raises(ValueError, match="detect_every"):
         next(run_stream(detector, FrameSource("f", live=False, opener=lambda: FakeCapture(astronaut)), detect_every=0))
+
+
+def test_camera_that_never_opens_or_hangs_opening_is_reported():
+    src = FrameSource("absent", live=True, opener=lambda: None, max_retries=3, backoff=0.01, stall_timeout=0.2)
+    t = time.monotonic()
+    with src, pytest.raises(SourceError, match="could not be opened after 3"):
+        src.read()
+    assert time.monotonic() - t < 2
+
+    def hang():
+        time.sleep(3600)
+
+    src = FrameSource("hang", live=True, opener=hang, max_retries=2, max_backoff=0.1, stall_timeout=0.2)
+    t = time.monotonic()
+    with src:
+        with pytest.raises(SourceError, match="opening hangs"):
+            src.read()
+        assert time.monotonic() - t < 2

@@ -97,11 +97,21 @@ class FrameSource:
         self._error: Exception | None = None
         self._stalls = 0
         self._since_restart = 0
+        self._opening = False
+        self._opening_since = 0.0
         self._thread: threading.Thread | None = None
         self._t0 = time.monotonic()
 
     # -- producer
     def _open_with_retries(self, gen: int):
+        self._opening = True  # the consumer waits for this phase instead of calling it a stall
+        self._opening_since = time.monotonic()
+        try:
+            return self._open_retrying(gen)
+        finally:
+            self._opening = False
+
+    def _open_retrying(self, gen: int):
         delay = self.backoff
         for attempt in range(1, self.max_retries + 1):
             if self._stop.is_set() or gen != self._gen:
@@ -121,6 +131,8 @@ class FrameSource:
                         pass
                 return cap
             if not self.live:
+                break
+            if attempt == self.max_retries:
                 break
             log.warning("source %s: unavailable, retry %d/%d in %.1f s", self.name, attempt, self.max_retries, delay)
             self._stop.wait(delay)
@@ -209,6 +221,13 @@ class FrameSource:
             try:
                 item = self._q.get(timeout=self.stall_timeout)
             except queue.Empty:
+                if self._opening:
+                    # still (re)connecting with back-off: it ends in a frame or a SourceError,
+                    # unless the open call itself hangs
+                    budget = self.max_retries * (self.max_backoff + self.stall_timeout)
+                    if time.monotonic() - self._opening_since < budget:
+                        continue
+                    raise SourceError(f"source {self.name}: opening hangs (no answer for {budget:.0f} s)") from None
                 if not self.live:
                     raise SourceError(f"source {self.name}: no frame for {self.stall_timeout:.1f} s") from None
                 self._stalls += 1
