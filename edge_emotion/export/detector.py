@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 def export_detector(variant: str = "full", format: str = "onnx", out: str | Path | None = None, precision: str = "fp16",
                     validate_images: list[np.ndarray] | None = None) -> Path:
+    if format not in ("onnx", "engine"):
+        raise ValueError(f"the face detector exports to onnx or engine, not {format!r}")
     if format == "engine":
         from .tensorrt import _require_trt
 
@@ -28,12 +30,11 @@ def export_detector(variant: str = "full", format: str = "onnx", out: str | Path
     if variant not in CONFIGS:
         raise ValueError(f"variant must be one of {sorted(CONFIGS)}")
     src = weights_path(variant)
-    out = Path(out) if out else Path(src.name).with_suffix(".onnx" if format == "onnx" else ".engine")
+    name = Path(src.name).with_suffix(".onnx" if format == "onnx" else ".engine")
+    out = Path(out) if out else name
     if out.is_dir():
-        out = out / src.with_suffix(".onnx" if format == "onnx" else ".engine").name
+        out = out / name
     onnx_path = out if format == "onnx" else out.with_suffix(".onnx")
-    if format not in ("onnx", "engine"):
-        raise ValueError(f"the face detector exports to onnx or engine, not {format!r}")
     proto, _ = tf2onnx.convert.from_tflite(str(src), opset=17)
     if format == "engine" and precision == "fp16":
         from .onnx import to_fp16

@@ -41,7 +41,7 @@ def compare(artifact: Path, source_probs: np.ndarray, artifact_probs: np.ndarray
     diff = np.abs(source_probs - artifact_probs)
     agreement = float((a == b).mean())
     return ValidationReport(
-        artifact=str(artifact), n=len(a), agreement=agreement, max_prob_diff=float(diff.max()),
+        artifact=Path(artifact).name, n=len(a), agreement=agreement, max_prob_diff=float(diff.max()),
         mean_prob_diff=float(diff.mean()),
         accuracy_artifact=None if labels is None else float((b == labels).mean()),
         accuracy_source=None if labels is None else float((a == labels).mean()),
