@@ -28,7 +28,21 @@ class EvalResult:
         s = f"{Path(self.model).name} on {self.split} (n={self.n}): accuracy {self.accuracy:.2%}, macro-F1 {self.macro_f1:.3f}"
         if self.tta_accuracy is not None:
             s += f", with flip-TTA {self.tta_accuracy:.2%}"
+        clean = self.extra.get("without_train_copies")
+        if clean:
+            s += f"; {clean['accuracy']:.2%} on the {clean['n']} images without an exact copy in the training split"
         return s
+
+
+def add_leakage_free(result: EvalResult, pred_ok: np.ndarray, x: np.ndarray, train_x: np.ndarray) -> EvalResult:
+    """Add the accuracy on the images that have no pixel-identical copy in the training split."""
+    from .train.data import exact_copies_in
+
+    copies = exact_copies_in(x, train_x)
+    if copies.any() and not copies.all():
+        result.extra["without_train_copies"] = {"n": int((~copies).sum()), "excluded": int(copies.sum()),
+                                                "accuracy": float(pred_ok[~copies].mean())}
+    return result
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -84,4 +98,7 @@ def evaluate_file(model_path: str | Path, data: str | Path, split: str = "test",
         raise ValueError(f"{model_path}: model labels {meta.labels} differ from the dataset's {list(ds.label_set.labels)}")
     probs, labels = predict_file(model_path, x)
     tta_probs = predict_file(model_path, x, flip=True)[0] if tta else None
-    return metrics_from_probs(probs, y, labels, str(model_path), split, tta_probs)
+    res = metrics_from_probs(probs, y, labels, str(model_path), split, tta_probs)
+    if split != "train" and "train" in ds.splits:
+        add_leakage_free(res, probs.argmax(1) == y, x, ds["train"].x)
+    return res

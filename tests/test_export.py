@@ -97,3 +97,5 @@ def test_evaluate_takes_exported_artifacts(fer_npz):
     r = evaluate_file(path, fer_npz, "test", limit=500, tta=True)
     assert r.n == 500 and 0.3 < r.accuracy <= 1 and r.tta_accuracy is not None
     assert sum(m["support"] for m in r.per_class.values()) == 500
+    clean = r.extra["without_train_copies"]  # PrivateTest images with a pixel-identical copy in Training
+    assert clean["n"] + clean["excluded"] == 500 and clean["excluded"] > 0 and 0.3 < clean["accuracy"] <= 1

@@ -193,3 +193,84 @@ def test_two_stage_transfer_to_ferplus8(tiny_run, tmp_path, fer_npz):
     assert np.corrcoef(first_conv.ravel(), [l for l in src.layers if l.name == "s1c1"][0].get_weights()[0].ravel())[0, 1] > 0.5
     meta = read_metadata(out / "model.keras")
     assert meta.label_set == "ferplus8" and meta.labels[-1] == "contempt"
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory):
+    """A local no-top ResNet50 weights file in the legacy HDF5 layout keras.applications caches.
+
+    ImageNet weights cannot be downloaded here; these are seeded random weights saved the
+    way keras.applications' own ``*_notop.h5`` files are, which is what the loader must read.
+    """
+    import keras
+    from keras.applications import resnet
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(7)
+    base = resnet.ResNet50(include_top=False, weights=None, input_shape=(96, 96, 3), pooling="avg")
+    path = tmp_path_factory.mktemp("weights") / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, base)
+    return path, base.get_layer("conv1_conv").get_weights()[0]
+
+
+def test_backbone_two_stage_from_a_local_weights_file(resnet_weights, tmp_path, fer_npz):
+    import keras
+
+    from edge_emotion.train.trainer import TrainConfig, train
+
+    path, conv1 = resnet_weights
+    out = tmp_path / "resnet"
+    cfg = TrainConfig(model="resnet50", data=str(fer_npz), out=str(out), epochs=1, head_epochs=1, batch_size=16,
+                      limit=32, backbone_weights=str(path), mixed_precision="off", report=False)
+    train(cfg)
+    with open(out / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # stage 1 (frozen backbone, new head), stage 2 (fine-tune)
+    m = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    got = m.get_layer("backbone").get_layer("conv1_conv").get_weights()[0]
+    # started from the file's weights, then fine-tuned at a tenth of the rate: still close to them
+    assert np.corrcoef(got.ravel(), conv1.ravel())[0, 1] > 0.9
+    assert m.output_shape[-1] == 7
+
+
+def test_backbone_weights_errors_say_what_to_do(resnet_weights, tmp_path):
+    from edge_emotion.train.models import build_model
+
+    with pytest.raises(FileNotFoundError, match="Nothing is downloaded"):
+        build_model("resnet50", 7, weights=str(tmp_path / "missing.h5"))
+    with pytest.raises(ValueError, match="does not fit the densenet121 backbone"):
+        build_model("densenet121", 7, weights=str(resnet_weights[0]))
+
+
+def test_random_erasing_and_weight_decay_options():
+    import keras
+
+    from edge_emotion.train.trainer import make_augmenter, make_optimizer
+
+    x = np.full((64, 48, 48, 1), 128.0, np.float32)
+    y = np.asarray(make_augmenter(3, random_erasing=1.0).layers[-1](x, training=True))
+    erased = (np.abs(y - x) > 0).reshape(64, -1).mean(1)
+    assert (erased > 0).mean() > 0.5 and erased.max() <= 0.25  # patches of 2-20 % of the image
+    assert not any(isinstance(l, keras.layers.RandomErasing) for l in make_augmenter(3).layers)
+    with pytest.raises(ValueError, match="probability"):
+        make_augmenter(3, random_erasing=1.5)
+
+    assert type(make_optimizer(1e-3, 0.0)).__name__ == "Adam"
+    opt = make_optimizer(1e-3, 0.02)
+    assert type(opt).__name__ == "AdamW"
+    bn, kernel = keras.Variable(np.ones(4), name="gamma"), keras.Variable(np.ones(4), name="kernel")
+    assert not opt._use_weight_decay(bn) and opt._use_weight_decay(kernel)
+
+
+def test_exact_copies_match_the_dataset_card(fer_npz):
+    """The leakage-free figure drops exactly the test images fer2013.json lists as copies of training images."""
+    from edge_emotion.train.data import exact_copies_in
+
+    card = json.loads((fer_npz.parent / "fer2013.json").read_text())["quality_checks"]["exact_duplicates"]
+    with np.load(fer_npz) as d:
+        assert exact_copies_in(d["x_test"], d["x_train"]).sum() == card["test_images_with_exact_copy_in_train"]
+        assert exact_copies_in(d["x_val"], d["x_train"]).sum() == card["val_images_with_exact_copy_in_train"]
+        flipped = d["x_test"][:50, :, ::-1]
+        assert not exact_copies_in(flipped[flipped.std(axis=(1, 2)) > 1], d["x_test"][:50]).any()

@@ -98,9 +98,11 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         *([f"- Started from `{cfg['init_from']}` "
            f"({'new head on a frozen body, then all layers fine-tuned' if cfg.get('head_epochs') else 'same classes: a second, low-rate cosine cycle'})."]
           if cfg.get("init_from") else []),
-        f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, Adam with warm-up + cosine decay "
+        f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, "
+        f"{'AdamW (weight decay %g on kernels)' % cfg['weight_decay'] if cfg.get('weight_decay') else 'Adam'} with warm-up + cosine decay "
         f"(peak {cfg.get('learning_rate') or 'model default'}), label smoothing {cfg.get('label_smoothing')}, "
-        f"augmentation {'on' if cfg.get('augment') else 'off'} (flip, rotation, zoom, shift, brightness, contrast), "
+        f"augmentation {'on' if cfg.get('augment') else 'off'} (flip, rotation, zoom, shift, brightness, contrast"
+        f"{', random erasing p=%g' % cfg['random_erasing'] if cfg.get('random_erasing') else ''}), "
         f"class balancing: {cfg.get('balance')}, mixed precision {cfg.get('mixed_precision')}, seed {cfg.get('seed')}.",
         f"- Wall time {ex.get('train_wall_seconds', 0) / 60:.0f} min on {ex.get('cpu_count')} CPU cores; TensorFlow {ex.get('tensorflow')}, "
         f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`.",
@@ -115,6 +117,7 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
     if test:
         lines += ["", f"Keras fp32 with horizontal-flip test-time augmentation (optional, 2x compute): {test.get('tta_accuracy', 0):.2%}. "
                   f"Macro-F1 {test.get('macro_f1', 0):.3f}, macro ROC-AUC {test.get('roc_auc', {}).get('macro', 0):.3f}.", "",
+                  *_leakage_lines(test),
                   "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
         for lab, m in test.get("per_class", {}).items():
             lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
@@ -122,6 +125,14 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
               "Known limits: FER-2013 labels agree with the 10-annotator FER+ votes on only ~64 % of images (fear 15 %, disgust 35 %), "
               "so ~70-75 % is about the ceiling on these labels; disgust has 436 training images and is rarely predicted.", ""]
     return "\n".join(lines)
+
+
+def _leakage_lines(test: dict) -> list[str]:
+    clean = (test.get("extra") or {}).get("without_train_copies")
+    if not clean:
+        return []
+    return [f"Leakage-free figure: {clean['excluded']} test images have a pixel-identical copy in the training split; "
+            f"without them the Keras model scores {clean['accuracy']:.2%} (n={clean['n']:,}).", ""]
 
 
 def main(argv: list[str] | None = None) -> int:

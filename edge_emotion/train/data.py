@@ -20,7 +20,7 @@ from .labelsets import LabelSet, load_label_set
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Split", "Dataset", "load_dataset", "load_fer2013_npz", "load_fer2013_csv", "load_image_folders",
+__all__ = ["exact_copies_in", "Split", "Dataset", "load_dataset", "load_fer2013_npz", "load_fer2013_csv", "load_image_folders",
            "load_ferplus", "load_emotic_csv", "FERPLUS_TO_FER7"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -73,6 +73,18 @@ class Dataset:
         if s.y.ndim == 2 and self.label_set.multi_label:
             return (s.y > 0.5).sum(axis=0)
         return np.bincount(s.hard_labels, minlength=self.label_set.num_classes)
+
+
+def exact_copies_in(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Boolean mask: which images of ``x`` have a pixel-identical copy in ``reference``.
+
+    FER-2013 has 288 PrivateTest and 280 PublicTest images whose exact copy is in
+    Training (see fer2013.json, quality_checks): a model can recall those rather than
+    recognise them, so reports also give the accuracy without them.
+    """
+    seen = {hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest() for img in reference}
+    return np.fromiter((hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest() in seen for img in x),
+                       bool, count=len(x))
 
 
 def _sha256(path: Path) -> str:

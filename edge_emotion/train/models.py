@@ -15,7 +15,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "register"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "load_backbone_weights", "register"]
 
 
 @dataclass(frozen=True)
@@ -127,13 +127,36 @@ def alexnet48(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool =
     return _alexnet(input_shape, num_classes, multi_label, 5, 1, 1024, "alexnet48")
 
 
+def load_backbone_weights(base: keras.Model, weights: str, name: str) -> None:
+    """Load a local weights file into a keras.applications backbone built without its top.
+
+    Takes the file keras.applications itself caches (``~/.keras/models/
+    resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5``, legacy HDF5) or a Keras 3
+    ``.weights.h5``. Nothing is downloaded: machines without internet copy the file in.
+    """
+    from pathlib import Path
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"backbone weights {path} not found. Nothing is downloaded: copy the ImageNet file keras.applications "
+            f"caches (e.g. {name}_weights_tf_dim_ordering_tf_kernels_notop.h5 from ~/.keras/models) to this machine "
+            "and pass its path with --backbone-weights")
+    try:
+        base.load_weights(str(path))
+    except Exception as e:  # Keras raises ValueError/KeyError from deep inside h5 loading
+        raise ValueError(
+            f"{path.name} does not fit the {name} backbone without its top ({type(e).__name__}: {e}). "
+            f"Use the '_notop' weights file of {name} (include_top=False)") from e
+
+
 def _backbone_model(app_fn, preprocess, input_shape, num_classes, multi_label, weights, name):
     inp = keras.Input(input_shape, name="image")
     x = preprocess(inp)  # keras.applications preprocessing expects 0..255 input
     base = app_fn(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
     base.name = "backbone"
     if weights:
-        base.load_weights(weights)
+        load_backbone_weights(base, weights, name)
     x = base(x)
     x = layers.Dropout(0.3)(x)
     return keras.Model(inp, _head(x, num_classes, multi_label), name=name)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluate import metrics_from_probs
+from ..evaluate import add_leakage_free, metrics_from_probs
 from .data import Dataset
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,8 @@ def write_report(run_dir: str | Path, ds: Dataset, model_path: str | Path | None
         y = s.hard_labels
         flip = _predict(model, s.x, input_shape, flip=True)
         res = metrics_from_probs(probs, y, labels, report["model"], split, flip)
+        if "train" in ds.splits:
+            add_leakage_free(res, probs.argmax(1) == y, s.x, ds["train"].x)
         entry = res.to_dict()
         entry["roc_auc"] = _roc_auc(probs, y, labels)
         report[split] = entry
@@ -214,6 +216,14 @@ def _multilabel_report(probs: np.ndarray, y: np.ndarray, labels: list[str], run:
             "subset_accuracy": float((pred == yb).all(1).mean()), "cooccurrence": co.tolist()}
 
 
+def _leakage_note(e: dict) -> str:
+    clean = (e.get("extra") or {}).get("without_train_copies")
+    if not clean:
+        return ""
+    return (f" Without the {clean['excluded']} images that have an exact copy in the training split: "
+            f"{clean['accuracy']:.2%} (n={clean['n']}).")
+
+
 def report_markdown(r: dict) -> str:
     lines = [f"# Training report: {Path(r['model']).parent.name}", "", f"Data: `{Path(r['data']).name}` (sha256 {str(r['data_sha256'])[:16]}...), "
              f"{r['params']:,} parameters.", ""]
@@ -225,7 +235,8 @@ def report_markdown(r: dict) -> str:
             lines += [f"## {split}", "", f"mAP {e['mAP']:.3f}, subset accuracy {e['subset_accuracy']:.3f} (n={e['n']})", ""]
             continue
         lines += [f"## {split} (n={e['n']})", "", f"Accuracy **{e['accuracy']:.2%}**, macro-F1 {e['macro_f1']:.3f}, "
-                  f"with horizontal-flip TTA {e['tta_accuracy']:.2%}, macro ROC-AUC {e['roc_auc']['macro']:.3f}.", "",
+                  f"with horizontal-flip TTA {e['tta_accuracy']:.2%}, macro ROC-AUC {e['roc_auc']['macro']:.3f}."
+                  + _leakage_note(e), "",
                   "| class | precision | recall | F1 | ROC-AUC | n |", "|---|---|---|---|---|---|"]
         for lab, m in e["per_class"].items():
             lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {e['roc_auc'].get(lab, float('nan')):.3f} | {m['support']} |")

@@ -39,6 +39,8 @@ class TrainConfig:
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
     augment: bool = True
+    random_erasing: float = 0.0  # probability of erasing one random patch per training image (0: off)
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) on kernels; 0: plain Adam
     balance: str = "none"  # none | weights | sqrt | oversample
     patience: int = 15
     seed: int = 1234
@@ -110,19 +112,41 @@ def oversample_indices(labels: np.ndarray, rng: np.random.Generator, floor: floa
     return rng.permutation(np.concatenate(parts))
 
 
-def make_augmenter(seed: int):
-    """On-the-fly augmentation: rotation, horizontal flip, zoom, shift, brightness, contrast."""
+def make_augmenter(seed: int, random_erasing: float = 0.0):
+    """On-the-fly augmentation: rotation, horizontal flip, zoom, shift, brightness, contrast.
+
+    ``random_erasing`` > 0 adds random erasing (Zhong et al. 2017): with that probability
+    a patch of 2-20 % of the image is replaced by noise, so the model cannot lean on
+    one region (mouth or eyes) alone.
+    """
     import keras
     from keras import layers
 
-    return keras.Sequential([
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
+    steps = [
         layers.RandomFlip("horizontal", seed=seed),
         layers.RandomRotation(12 / 360, fill_mode="reflect", seed=seed + 1),
         layers.RandomZoom((-0.12, 0.12), fill_mode="reflect", seed=seed + 2),
         layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
         layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 4),
         layers.RandomContrast(0.2, seed=seed + 5),
-    ], name="augment")
+    ]
+    if random_erasing > 0:
+        steps.append(layers.RandomErasing(factor=(random_erasing, random_erasing), scale=(0.02, 0.2),
+                                          value_range=(0, 255), seed=seed + 6))
+    return keras.Sequential(steps, name="augment")
+
+
+def make_optimizer(schedule, weight_decay: float):
+    """Adam, or AdamW with decoupled decay on kernels only (BatchNorm and biases are not decayed)."""
+    import keras
+
+    if weight_decay <= 0:
+        return keras.optimizers.Adam(schedule)
+    opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
 
 
 def to_model_input(x, input_shape: tuple[int, int, int]):
@@ -230,7 +254,7 @@ def train(cfg: TrainConfig) -> Path:
         write_data_overview(ds, out)
     log.info("data %s: train %d, val %d, labels %s, balance=%s", ds.source, len(tr_idx), len(val_split), ",".join(ls.labels), cfg.balance)
 
-    augmenter = make_augmenter(cfg.seed) if cfg.augment else None
+    augmenter = make_augmenter(cfg.seed, cfg.random_erasing) if cfg.augment else None
     train_ds = make_dataset(train_split.x[tr_idx], targets(train_split)[tr_idx], spec.input_shape, cfg.batch_size, True, cfg.seed, augmenter)
     val_ds = make_dataset(val_split.x, targets(val_split), spec.input_shape, cfg.batch_size, False, cfg.seed)
     steps = int(np.ceil(len(tr_idx) / cfg.batch_size))
@@ -261,7 +285,7 @@ def train(cfg: TrainConfig) -> Path:
         for layer in model.layers[:-1]:
             layer.trainable = not freeze
         model.layers[-1].trainable = True
-        model.compile(optimizer=keras.optimizers.Adam(_schedule(stage_lr, steps, stage_epochs, cfg.warmup_epochs)),
+        model.compile(optimizer=make_optimizer(_schedule(stage_lr, steps, stage_epochs, cfg.warmup_epochs), cfg.weight_decay),
                       loss=loss, metrics=metrics)
         best = _best_so_far(history_csv, monitor)
         callbacks = [
@@ -341,6 +365,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--lr", dest="learning_rate", type=float, default=None, help="peak learning rate (default: the model's)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--random-erasing", type=float, default=d.random_erasing, metavar="P",
+                   help="erase a random patch of a training image with probability P (default: off)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="WD",
+                   help="decoupled weight decay (AdamW) on kernels; 0 uses Adam (default: %(default)s)")
     p.add_argument("--balance", default=d.balance, choices=["none", "weights", "sqrt", "oversample"], help="class balancing")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=d.seed)
