@@ -77,6 +77,6 @@ def tiny_run(tmp_path_factory, fer_npz):
 
     out = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=2, batch_size=64, limit=384,
-                      model_kwargs={"width": 8}, mixed_precision="off")
+                      model_kwargs={"width": 8}, mixed_precision="off", average_last=2)
     train(cfg)
     return out

@@ -31,6 +31,37 @@ def test_tiny_run_produces_every_report_artifact(tiny_run):
     assert 0 <= t["tta_accuracy"] <= 1
     with open(tiny_run / "history.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
+    # --average-last 2: both epochs were kept, their average scored on val against the best epoch
+    assert sorted(p.name for p in (tiny_run / "epochs").glob("*.npz")) == ["epoch_001.npz", "epoch_002.npz"]
+    avg = meta["extra"]["weight_averaging"]
+    assert {c["name"] for c in avg["candidates"]} == {"average of epochs 1-2", "average of epochs 1-2 + BN refresh"}
+    assert all(0 <= c["val_accuracy"] <= 1 for c in avg["candidates"])
+    chosen = avg["chosen"]
+    assert chosen is None or chosen["val_accuracy"] > avg["best_single_epoch_val_accuracy"]
+
+
+def test_weight_averaging_means_and_batchnorm_refresh(tmp_path):
+    import keras
+
+    from edge_emotion.train.averaging import average_snapshots, refresh_batchnorm, save_snapshot, set_variables, snapshot_files
+
+    inp = keras.Input((4, 4, 1))
+    model = keras.Model(inp, keras.layers.BatchNormalization(momentum=0.99)(keras.layers.Rescaling(1.0)(inp)))
+    for i, value in enumerate([1.0, 3.0, 8.0]):
+        set_variables(model, [np.full(v.shape, value, np.float32) for v in model.weights])
+        save_snapshot(model, tmp_path / "epochs" / f"epoch_{i + 1:03d}.npz")
+    files = snapshot_files(tmp_path)
+    assert [f.name for f in files] == ["epoch_001.npz", "epoch_002.npz", "epoch_003.npz"]
+    assert all(np.allclose(a, 5.5) for a in average_snapshots(files[1:]))
+    with pytest.raises(ValueError, match="do not match"):
+        set_variables(model, [np.zeros(3, np.float32)] * len(model.weights))
+
+    # moving statistics become the plain mean/variance over all images, not an EMA of the last batches
+    images = np.random.default_rng(0).integers(0, 256, (64, 4, 4, 1)).astype(np.uint8)
+    refresh_batchnorm(model, images, (4, 4, 1), batch=16)
+    bn = model.layers[-1]
+    assert np.allclose(bn.moving_mean.numpy(), images.mean(), rtol=1e-4)
+    assert bn.momentum == 0.99
 
 
 def test_resume_continues_from_the_saved_epoch(tiny_run, tmp_path, fer_npz):

@@ -41,6 +41,7 @@ class TrainConfig:
     augment: bool = True
     random_erasing: float = 0.0  # probability of erasing one random patch per training image (0: off)
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) on kernels; 0: plain Adam
+    average_last: int = 0  # keep the last K epochs' weights; the model is their average if that wins on val
     balance: str = "none"  # none | weights | sqrt | oversample
     patience: int = 15
     seed: int = 1234
@@ -295,6 +296,10 @@ def train(cfg: TrainConfig) -> Path:
             keras.callbacks.CSVLogger(str(history_csv), append=True),
             keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=False),
         ]
+        if cfg.average_last > 1 and stage_name != "head":
+            from .averaging import snapshot_callback
+
+            callbacks.append(snapshot_callback(out, stage_epochs, cfg.average_last))
         log.info("stage %s: %d epochs at lr %.2g (%s)", stage_name, stage_epochs, stage_lr, "body frozen" if freeze else "all layers train")
         model.fit(train_ds, validation_data=val_ds, epochs=stage_epochs, class_weight=cw, callbacks=callbacks, shuffle=False,
                   verbose=1 if sys.stderr.isatty() else 2)
@@ -303,10 +308,14 @@ def train(cfg: TrainConfig) -> Path:
     return finalize_run(out, ds, wall=wall, report=cfg.report)
 
 
-def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report: bool = True) -> Path:
+def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report: bool = True,
+                 average_last: int | None = None) -> Path:
     """Best checkpoint -> float32 ``model.keras`` + metadata sidecar (+ the report).
 
-    Also usable on a run that is still training, to bundle its best epoch so far.
+    With ``average_last`` (default: the run's ``--average-last``) the average of the last
+    epochs' weights replaces the best checkpoint when it scores higher on validation
+    (see :mod:`.averaging`). Also usable on a run that is still training, to bundle
+    its best epoch so far.
     """
     import keras
     import tensorflow as tf
@@ -325,6 +334,17 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     history_csv = out / "history.csv"
     best_path = out / "best.keras"
     best_model = keras.saving.load_model(str(best_path), safe_mode=True)
+    k = cfg.average_last if average_last is None else average_last
+    averaging = None
+    if k > 1 and not ls.multi_label:
+        from .averaging import select_average
+
+        best_single = _best_so_far(history_csv, monitor)
+        chosen, cands = select_average(best_model, out, ds["val"].x, ds["val"].hard_labels, ds["train"].x,
+                                       best_single, k, seed=cfg.seed)
+        averaging = {"best_single_epoch_val_accuracy": best_single, "chosen": chosen.to_dict() if chosen else None,
+                     "candidates": [c.to_dict() for c in cands]}
+        log.info("final weights: %s", chosen.name if chosen else "best single epoch (no average beat it on val)")
     keras.mixed_precision.set_global_policy("float32")
     final = float32_copy(best_model)
     final_path = out / "model.keras"
@@ -340,7 +360,8 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
                                 "epochs_planned": cfg.epochs + (cfg.head_epochs or 0), "train_wall_seconds": round(wall_total, 1),
                                 "monitor": monitor, "best_" + monitor: _best_so_far(history_csv, monitor),
                                 "params": int(final.count_params()), "host": platform.node(), "cpu_count": os.cpu_count(),
-                                "tensorflow": tf.__version__, "keras": keras.__version__, "config": cfg.__dict__})
+                                "tensorflow": tf.__version__, "keras": keras.__version__, "config": cfg.__dict__,
+                                **({"weight_averaging": averaging} if averaging else {})})
     sidecar_path(final_path).write_text(meta.to_json())
     (out / "metadata.json").write_text(meta.to_json())
     log.info("saved %s (%d params), best %s %s", final_path, final.count_params(), monitor, meta.extra["best_" + monitor])
@@ -369,6 +390,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="erase a random patch of a training image with probability P (default: off)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="WD",
                    help="decoupled weight decay (AdamW) on kernels; 0 uses Adam (default: %(default)s)")
+    p.add_argument("--average-last", type=int, default=d.average_last, metavar="K",
+                   help="keep the last K epochs' weights and ship their average if it beats the best epoch on validation "
+                        "(stochastic weight averaging; default: off)")
     p.add_argument("--balance", default=d.balance, choices=["none", "weights", "sqrt", "oversample"], help="class balancing")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -398,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write model.keras, metadata and report from RUN's best checkpoint, then exit")
     args = parser.parse_args(argv)
     if args.finalize:
-        finalize_run(args.finalize)
+        finalize_run(args.finalize, average_last=args.average_last or None)
         return 0
     train(config_from_args(args))
     return 0
