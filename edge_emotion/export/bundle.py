@@ -106,7 +106,8 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         f"class balancing: {cfg.get('balance')}, mixed precision {cfg.get('mixed_precision')}, seed {cfg.get('seed')}.",
         f"- Wall time {ex.get('train_wall_seconds', 0) / 60:.0f} min on {ex.get('cpu_count')} CPU cores; TensorFlow {ex.get('tensorflow')}, "
         f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`.",
-        f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}.", "",
+        f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}.",
+        *_averaging_lines(ex.get("weight_averaging")), "",
         f"## Results on the PrivateTest split ({next(iter(entry['artifacts'].values()))['n_test']:,} images, "
         f"{'FER+ majority labels' if meta.label_set == 'ferplus8' else 'FER-2013 labels'})", "",
         "| artifact | size | accuracy | agreement with Keras | max prob. diff |", "|---|---|---|---|---|",
@@ -125,6 +126,18 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
               "Known limits: FER-2013 labels agree with the 10-annotator FER+ votes on only ~64 % of images (fear 15 %, disgust 35 %), "
               "so ~70-75 % is about the ceiling on these labels; disgust has 436 training images and is rarely predicted.", ""]
     return "\n".join(lines)
+
+
+def _averaging_lines(avg: dict | None) -> list[str]:
+    if not avg:
+        return []
+    tried = "; ".join(f"{c['name']}: {c['val_accuracy']:.2%}" for c in avg["candidates"])
+    chosen = avg.get("chosen")
+    head = (f"- Shipped weights: {chosen['name']} (stochastic weight averaging), val accuracy {chosen['val_accuracy']:.2%} "
+            f"against {avg['best_single_epoch_val_accuracy']:.2%} for the best single epoch."
+            if chosen else
+            f"- Shipped weights: the best single epoch ({avg['best_single_epoch_val_accuracy']:.2%} on val); no weight average beat it.")
+    return [head, f"  Candidates scored on val (PublicTest): {tried}."]
 
 
 def _leakage_lines(test: dict) -> list[str]:
