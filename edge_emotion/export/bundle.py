@@ -95,7 +95,7 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
          if meta.label_set == "ferplus8" else
          f"- Data: `{Path(str(cfg.get('data', ''))).name}`, sha256 `{meta.data_sha256}`."),
         "- Official FER-2013 splits: Training to fit, PublicTest to select the best epoch, PrivateTest only for the final figures.",
-        *([f"- Started from `{cfg['init_from']}` "
+        *([f"- Started from `{cfg['init_from']}` as of git revision `{str(ex.get('git_revision'))[:12]}` "
            f"({'new head on a frozen body, then all layers fine-tuned' if cfg.get('head_epochs') else 'same classes: a second, low-rate cosine cycle'})."]
           if cfg.get("init_from") else []),
         f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, "
