@@ -94,7 +94,7 @@ def measure_row(path: Path, args) -> dict:
 
     import cv2
 
-    from .evaluate import metrics_from_probs, predict_file
+    from .evaluate import add_leakage_free, metrics_from_probs, predict_file
     from .formats import format_for_path
     from .metadata import read_metadata
     from .runtime.classifier import EmotionClassifier
@@ -128,7 +128,11 @@ def measure_row(path: Path, args) -> dict:
     if x_all is not None:
         probs, labels = predict_file(path, x_all, batch=256)
         res = metrics_from_probs(probs, y_all, labels)
+        if "train" in ds.splits:
+            add_leakage_free(res, probs.argmax(1) == y_all, x_all, ds["train"].x)
         row["accuracy"], row["macro_f1"], row["n_test"] = res.accuracy, res.macro_f1, res.n
+        if "without_train_copies" in res.extra:  # JSON only: test images with no pixel-identical copy in Training
+            row["accuracy_without_train_copies"] = res.extra["without_train_copies"]["accuracy"]
 
     # face detection on a 640x480 frame, and end to end on the clip
     from .runtime import EmotionDetector

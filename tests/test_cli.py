@@ -65,3 +65,23 @@ def test_info_shows_the_metadata():
     d = json.loads(r.stdout)
     assert d["format"] == "tflite" and d["metadata"]["precision"] == "int8"
     assert len(d["metadata"]["labels"]) == 7
+
+
+def test_benchmark_one_table_for_an_artifact(tmp_path, fer_npz, scenes):
+    """`edge-emotion benchmark` on a small slice: a measured row per artifact, plus the TensorRT row that says why."""
+    from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+
+    model = MODELS_DIR / load_index()["default"] / "model_int8.tflite"
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    r = run("benchmark", "--models", str(model), "--data", str(fer_npz), "--limit", "400", "--frames", "10",
+            "--repeats", "20", "--warmup", "2", "--json", str(out_json), "--markdown", str(out_md))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out_json.read_text())["rows"]
+    row = next(x for x in rows if x.get("file", "").endswith("model_int8.tflite"))
+    assert row["status"] == "ok" and row["n_test"] == 400 and 0.3 < row["accuracy"] <= 1
+    assert 0.3 < row["accuracy_without_train_copies"] <= 1  # the slice holds PrivateTest images copied from Training
+    assert 0 < row["p50_ms_b1"] <= row["p95_ms_b1"] and row["faces_per_s"] > 0 and row["e2e_fps"] > 0
+    trt = next(x for x in rows if x.get("format") == "engine")
+    assert trt["status"] == "ok" or trt["status"].startswith("skipped: ")
+    md = out_md.read_text()
+    assert "| tflite | int8 | litert |" in md and f"{row['accuracy']:.2%}" in md and "| engine | fp16 | tensorrt |" in md
