@@ -90,9 +90,9 @@ def cmd_info(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train.trainer import config_from_args, train
+    from .train.trainer import run
 
-    train(config_from_args(args))
+    run(args)
     return 0
 
 

@@ -30,14 +30,29 @@ def test_tiny_run_produces_every_report_artifact(tiny_run):
     assert 0 <= t["roc_auc"]["macro"] <= 1
     assert 0 <= t["tta_accuracy"] <= 1
     with open(tiny_run / "history.csv") as f:
-        assert len(list(csv.DictReader(f))) == 2
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(float(r["epoch_seconds"]) > 0 for r in rows)
+    assert meta["extra"]["train_wall_seconds"] == pytest.approx(sum(float(r["epoch_seconds"]) for r in rows))
     # --average-last 2: both epochs were kept, their average scored on val against the best epoch
     assert sorted(p.name for p in (tiny_run / "epochs").glob("*.npz")) == ["epoch_001.npz", "epoch_002.npz"]
-    avg = meta["extra"]["weight_averaging"]
-    assert {c["name"] for c in avg["candidates"]} == {"average of epochs 1-2", "average of epochs 1-2 + BN refresh"}
+    avg = meta["extra"]["final_weights"]
+    assert {c["name"] for c in avg["candidates"]} == {"best epoch + BN refresh", "average of epochs 1-2",
+                                                      "average of epochs 1-2 + BN refresh"}
     assert all(0 <= c["val_accuracy"] <= 1 for c in avg["candidates"])
     chosen = avg["chosen"]
     assert chosen is None or chosen["val_accuracy"] > avg["best_single_epoch_val_accuracy"]
+
+
+def test_shipped_keras_file_has_no_optimizer_state(tiny_run):
+    """model.keras is what ships: float32 weights only, not Adam's two extra copies of every weight."""
+    import io
+    import zipfile
+
+    import h5py
+
+    for name, has_optimizer in (("model.keras", False), ("best.keras", True)):
+        with zipfile.ZipFile(tiny_run / name) as z, h5py.File(io.BytesIO(z.read("model.weights.h5"))) as h:
+            assert ("optimizer" in h) is has_optimizer, name
 
 
 def test_weight_averaging_means_and_batchnorm_refresh(tmp_path):
@@ -202,6 +217,62 @@ def test_class_weights_and_oversampling():
     labels = np.repeat([0, 1, 2], counts)
     idx = oversample_indices(labels, np.random.default_rng(0))
     assert np.bincount(labels[idx]).min() >= 50
+
+
+def test_weight_averaging_phase_continues_a_trained_model(tiny_run, tmp_path, fer_npz):
+    """--init-from a model of the same classes + --lr-schedule constant + --average-last: the SWA phase
+    that produced the shipped default. The run continues the given weights, snapshots every epoch,
+    and its metadata and card name the model it started from by SHA-256 and training history."""
+    import keras
+
+    from edge_emotion.export.bundle import _start_lines
+    from edge_emotion.metadata import sha256_file
+    from edge_emotion.train.averaging import snapshot_files
+    from edge_emotion.train.trainer import TrainConfig, _schedule, train
+
+    assert _schedule(3e-4, 10, 5, 1, "constant") == 3e-4
+    cosine = _schedule(3e-4, 10, 5, 1, "cosine")
+    assert float(cosine(10)) == pytest.approx(3e-4) and float(cosine(50)) < 1e-5  # peak after warm-up, then decays
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        _schedule(3e-4, 10, 5, 1, "step")
+
+    out = tmp_path / "swa"
+    cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=2, batch_size=64, limit=256,
+                      init_from=str(tiny_run / "model.keras"), learning_rate=3e-4, lr_schedule="constant",
+                      average_last=2, mixed_precision="off", report=False)
+    train(cfg)
+    assert [p.name for p in snapshot_files(out)] == ["epoch_001.npz", "epoch_002.npz"]
+    meta = json.loads((out / "metadata.json").read_text())
+    init = meta["extra"]["init_from"]
+    assert init["sha256"] == sha256_file(tiny_run / "model.keras")
+    assert init["epochs_run"] == 2 and init["model_name"] == "edge_cnn" and init["train_wall_seconds"] > 0
+    src = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    got = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    assert got.count_params() == src.count_params()  # the same model (width 8), not a fresh default-width one
+    w_src, w_got = src.get_layer("s1c1").get_weights()[0], got.get_layer("s1c1").get_weights()[0]
+    assert np.corrcoef(w_src.ravel(), w_got.ravel())[0, 1] > 0.9  # continued at a low rate, not restarted
+    avg = meta["extra"]["final_weights"]  # the starting point competes with the averages on val
+    assert 0 <= avg["starting_model_val_accuracy"] <= 1
+    assert avg["chosen"] is None or avg["chosen"]["val_accuracy"] > avg["starting_model_val_accuracy"]
+    line = _start_lines(meta["extra"]["config"], meta["extra"])[0]
+    assert "weight-averaging phase" in line and init["sha256"][:16] in line
+
+
+def test_cli_finalize_rewrites_the_model_from_the_best_checkpoint(tiny_run, tmp_path):
+    """`edge-emotion train --finalize RUN` (e.g. on a run stopped early) re-selects the final weights on val."""
+    import shutil
+
+    from edge_emotion.cli import main
+
+    run = tmp_path / "stopped"
+    shutil.copytree(tiny_run, run)
+    (run / "model.keras").unlink()
+    assert main(["train", "--finalize", str(run), "--no-report"]) == 0
+    assert (run / "model.keras").is_file()
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["extra"]["final_weights"]["candidates"][0]["name"] == "best epoch + BN refresh"
+    # the training time survives a second finalisation (it comes from the epochs' logged times)
+    assert meta["extra"]["train_wall_seconds"] == json.loads((tiny_run / "metadata.json").read_text())["extra"]["train_wall_seconds"]
 
 
 def test_two_stage_transfer_to_ferplus8(tiny_run, tmp_path, fer_npz):

@@ -30,23 +30,35 @@ LICENCE = ("Trained on FER-2013 (ICML 2013 challenge data, collected from the we
            "use only, no commercial use.")
 
 
-def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int) -> dict:
+def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int,
+           ship_keras: bool = True) -> dict:
+    """Export, validate and install ``run``'s model as bundled model ``name``; returns its index entry.
+
+    ``ship_keras=False`` keeps a large Keras source out of the package: the exports are still
+    validated against it, and the index records its SHA-256 and test accuracy.
+    """
     from . import export_model
 
     dest = MODELS_DIR / name
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("model.keras", "model.keras.json"):
-        shutil.copy2(run / f, dest / f)
+    shutil.copy2(run / "model.keras.json", dest / "model.keras.json")  # metadata and card, shipped either way
+    if ship_keras:
+        shutil.copy2(run / "model.keras", dest / "model.keras")
+    else:
+        (dest / "model.keras").unlink(missing_ok=True)
+    source = dest / "model.keras" if ship_keras else run / "model.keras"
     (dest / "report").mkdir(exist_ok=True)
     for f in REPORT_FILES:
         if (run / f).exists():
             shutil.copy2(run / f, dest / "report" / f)
-    entry: dict = {"label_set": read_metadata(dest / "model.keras").label_set, "keras": {"file": "model.keras",
-                   "sha256": sha256_file(dest / "model.keras")}, "artifacts": {}, "accuracy_floor": {}}
+    entry: dict = {"label_set": read_metadata(source).label_set,
+                   "keras": {"file": "model.keras" if ship_keras else None, "sha256": sha256_file(source),
+                             "size_bytes": source.stat().st_size},
+                   "artifacts": {}, "accuracy_floor": {}}
     results = []
     for spec in artifacts:
         fmt, precision = spec.split(":")
-        res = export_model(dest / "model.keras", fmt, precision, out=dest, data=data, n_calib=n_calib, n_validate=10**6,
+        res = export_model(source, fmt, precision, out=dest, data=data, n_calib=n_calib, n_validate=10**6,
                            show_progress=sys.stderr.isatty())
         results.append(res)
         v = res.validation
@@ -75,7 +87,7 @@ def write_cards() -> None:
 
 
 def model_card(name: str, dest: Path, entry: dict) -> str:
-    meta = read_metadata(dest / "model.keras")
+    meta = read_metadata(dest / "model.keras")  # reads the sidecar, which ships even when the .keras does not
     rep = json.loads((dest / "report" / "report.json").read_text()) if (dest / "report" / "report.json").exists() else {}
     ex = meta.extra
     cfg = ex.get("config", {})
@@ -95,23 +107,27 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
          if meta.label_set == "ferplus8" else
          f"- Data: `{Path(str(cfg.get('data', ''))).name}`, sha256 `{meta.data_sha256}`."),
         "- Official FER-2013 splits: Training to fit, PublicTest to select the best epoch, PrivateTest only for the final figures.",
-        *([f"- Started from `{cfg['init_from']}` as of git revision `{str(ex.get('git_revision'))[:12]}` "
-           f"({'new head on a frozen body, then all layers fine-tuned' if cfg.get('head_epochs') else 'same classes: a second, low-rate cosine cycle'})."]
-          if cfg.get("init_from") else []),
+        *_start_lines(cfg, ex),
         f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, "
-        f"{'AdamW (weight decay %g on kernels)' % cfg['weight_decay'] if cfg.get('weight_decay') else 'Adam'} with warm-up + cosine decay "
-        f"(peak {cfg.get('learning_rate') or 'model default'}), label smoothing {cfg.get('label_smoothing')}, "
+        f"{'AdamW (weight decay %g on kernels)' % cfg['weight_decay'] if cfg.get('weight_decay') else 'Adam'} "
+        + (f"at a constant rate {cfg.get('learning_rate')}" if cfg.get("lr_schedule") == "constant" else
+           f"with warm-up + cosine decay (peak {cfg.get('learning_rate') or 'model default'})")
+        + f", label smoothing {cfg.get('label_smoothing')}, "
         f"augmentation {'on' if cfg.get('augment') else 'off'} (flip, rotation, zoom, shift, brightness, contrast"
         f"{', random erasing p=%g' % cfg['random_erasing'] if cfg.get('random_erasing') else ''}), "
         f"class balancing: {cfg.get('balance')}, mixed precision {cfg.get('mixed_precision')}, seed {cfg.get('seed')}.",
         f"- Wall time {ex.get('train_wall_seconds', 0) / 60:.0f} min on {ex.get('cpu_count')} CPU cores; TensorFlow {ex.get('tensorflow')}, "
-        f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`.",
+        f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`."
+        + (f" With the starting model's {ex['init_from']['train_wall_seconds'] / 60:.0f} min: "
+           f"{(ex.get('train_wall_seconds', 0) + ex['init_from']['train_wall_seconds']) / 60:.0f} min in all."
+           if (ex.get("init_from") or {}).get("train_wall_seconds") else ""),
         f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}.",
-        *_averaging_lines(ex.get("weight_averaging")), "",
+        *_final_weights_lines(ex.get("final_weights")), "",
         f"## Results on the PrivateTest split ({next(iter(entry['artifacts'].values()))['n_test']:,} images, "
         f"{'FER+ majority labels' if meta.label_set == 'ferplus8' else 'FER-2013 labels'})", "",
         "| artifact | size | accuracy | agreement with Keras | max prob. diff |", "|---|---|---|---|---|",
-        f"| model.keras (fp32) | {(dest / 'model.keras').stat().st_size / 1e6:.2f} MB | {entry['keras'].get('test_accuracy', float('nan')):.2%} | - | - |",
+        f"| model.keras (fp32{'' if entry['keras'].get('file') else ', not shipped: too large for the package'}) | "
+        f"{_keras_size(dest, entry) / 1e6:.2f} MB | {entry['keras'].get('test_accuracy', float('nan')):.2%} | - | - |",
     ]
     for key, a in entry["artifacts"].items():
         lines.append(f"| {a['file']} | {a['size_bytes'] / 1e6:.2f} MB | {a['test_accuracy']:.2%} | {a['agreement_with_keras']:.2%} | {a['max_prob_diff']:.3f} |")
@@ -122,21 +138,52 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
                   "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
         for lab, m in test.get("per_class", {}).items():
             lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += ["", "Report and figures: [`report/`](report/) (curves, confusion matrices, examples, class distribution).", "",
+    lines += ["", "Report and figures: [`report/`](report/) (curves, confusion matrices, examples, class distribution)."
+              + (" The starting model's training log and curves: [`report/start/`](report/start/)."
+                 if (dest / "report" / "start").is_dir() else ""), "",
               "Known limits: FER-2013 labels agree with the 10-annotator FER+ votes on only ~64 % of images (fear 15 %, disgust 35 %), "
               "so ~70-75 % is about the ceiling on these labels; disgust has 436 training images and is rarely predicted.", ""]
     return "\n".join(lines)
 
 
-def _averaging_lines(avg: dict | None) -> list[str]:
+def _keras_size(dest: Path, entry: dict) -> int:
+    path = dest / "model.keras"
+    return path.stat().st_size if path.exists() else int(entry["keras"].get("size_bytes", 0))
+
+
+def _start_lines(cfg: dict, ex: dict) -> list[str]:
+    """Where a fine-tuned or continued run started: the file, its SHA-256 and how that model was trained."""
+    if not cfg.get("init_from"):
+        return []
+    init = ex.get("init_from") or {}
+    how = ("new head on a frozen body, then all layers fine-tuned" if cfg.get("head_epochs") else
+           "same classes: a weight-averaging phase at a constant learning rate" if cfg.get("lr_schedule") == "constant" else
+           "same classes: a second, low-rate cosine cycle")
+    if init.get("sha256"):  # the file is named by its hash; the path was the trainer's machine's
+        line = f"- Started from `{Path(cfg['init_from']).name}` ({how})"
+        line += (f": sha256 `{init['sha256'][:16]}…`, {init.get('model_name')} on {init.get('label_set')}, "
+                 f"{init.get('epochs_run')} epochs in {(init.get('train_wall_seconds') or 0) / 60:.0f} min at git revision "
+                 f"`{str(init.get('git_revision'))[:12]}`, best val accuracy {init.get('best_val_accuracy') or 0:.2%}")
+    else:  # runs finalised before the starting model was recorded
+        line = f"- Started from `{cfg['init_from']}` ({how}), as of git revision `{str(ex.get('git_revision'))[:12]}`"
+    return [line + "."]
+
+
+def _final_weights_lines(avg: dict | None) -> list[str]:
     if not avg:
         return []
     tried = "; ".join(f"{c['name']}: {c['val_accuracy']:.2%}" for c in avg["candidates"])
     chosen = avg.get("chosen")
-    head = (f"- Shipped weights: {chosen['name']} (stochastic weight averaging), val accuracy {chosen['val_accuracy']:.2%} "
-            f"against {avg['best_single_epoch_val_accuracy']:.2%} for the best single epoch."
+    start = avg.get("starting_model_val_accuracy")
+    vs_start = f" and {start:.2%} for the model it started from" if start is not None else ""
+    how = ("stochastic weight averaging" + (", then BatchNorm statistics re-estimated on un-augmented training images"
+                                           if chosen["refresh_bn"] else "")
+           if chosen and chosen["epochs"] else "BatchNorm statistics re-estimated on un-augmented training images")
+    head = (f"- Shipped weights: {chosen['name']} ({how}), val accuracy {chosen['val_accuracy']:.2%} "
+            f"against {avg['best_single_epoch_val_accuracy']:.2%} for the best single epoch{vs_start}."
             if chosen else
-            f"- Shipped weights: the best single epoch ({avg['best_single_epoch_val_accuracy']:.2%} on val); no weight average beat it.")
+            f"- Shipped weights: the best single epoch ({avg['best_single_epoch_val_accuracy']:.2%} on val); no weight average "
+            f"beat it" + (f" (the model it started from: {start:.2%})" if start is not None else "") + ".")
     return [head, f"  Candidates scored on val (PublicTest): {tried}."]
 
 
@@ -158,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", nargs="*", default=DEFAULT_ARTIFACTS, help="FORMAT:PRECISION list (default: %(default)s)")
     p.add_argument("--data", default=None, help="dataset for calibration and validation (default: the training data)")
     p.add_argument("--n-calib", type=int, default=2000)
+    p.add_argument("--no-keras", dest="ship_keras", action="store_false",
+                   help="keep the Keras model out of the package (large models); the exports are still validated against it")
     p.add_argument("--cards-only", action="store_true", help="only rewrite the model cards of every bundled model")
     a = p.parse_args(argv)
     if a.cards_only:
@@ -165,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.run is None or a.name is None:
         p.error("RUN and --name are required")
-    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib)
+    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras)
     return 0
 
 

@@ -1,12 +1,18 @@
-"""Weight averaging of the last epochs (stochastic weight averaging, Izmailov et al. 2018).
+"""Final weights: BatchNorm re-estimation and weight averaging of the last epochs.
 
-The trainer's ``--average-last K`` keeps a snapshot of the model's variables after each
-of the last K epochs (``<run>/epochs/epoch_NNN.npz``, about 5 MB each for ``edge_cnn``).
-At the end, :func:`select_average` builds the average of the last k snapshots for a few
-k <= K, optionally re-estimates the BatchNorm statistics of the averaged weights on
-training images, and scores every candidate on the validation split. The run's model is
-the averaged one only if it beats the best single epoch on validation; the test split
-is never looked at. Every candidate's score is recorded in the run's metadata.
+BatchNorm's moving statistics are exponential averages over *augmented* training batches
+(brightness, contrast, rotation with reflected borders, zoom, erasing), while test images
+are not augmented. Re-estimating them once, as a plain mean over clean training images
+(:func:`refresh_batchnorm`, SWA's ``update_bn``), removes that mismatch: on the shipped
+``edge_cnn`` it raised PublicTest accuracy from 67.0 % to 69.0 % without changing a weight.
+
+The trainer's ``--average-last K`` also keeps a snapshot of the model's variables after each
+of the last K epochs (``<run>/epochs/epoch_NNN.npz``, about 5 MB each for ``edge_cnn``) for
+stochastic weight averaging (Izmailov et al. 2018). At the end, :func:`select_average` scores
+the best epoch with re-estimated statistics and the averages of the last k snapshots for a
+few k <= K, with and without re-estimated statistics, on the validation split. The run's
+model is the best candidate only if it beats the best single epoch on validation; the test
+split is never looked at. Every candidate's score is recorded in the run's metadata.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["snapshot_callback", "Candidate", "snapshot_files", "average_snapshots", "refresh_batchnorm", "select_average"]
+__all__ = ["snapshot_callback", "Candidate", "snapshot_files", "average_snapshots", "refresh_batchnorm", "select_average",
+           "val_accuracy"]
 
 SNAPSHOT_DIR = "epochs"
 _NAME = re.compile(r"epoch_(\d+)\.npz$")
@@ -121,6 +128,11 @@ class Candidate:
         return {"name": self.name, "epochs": self.epochs, "refresh_bn": self.refresh_bn, "val_accuracy": self.val_accuracy}
 
 
+def val_accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of ``model`` on uint8 images ``x``, computed the way every candidate is scored."""
+    return _accuracy(model, x, y, tuple(model.input_shape[1:]))
+
+
 def _accuracy(model, x: np.ndarray, y: np.ndarray, input_shape, batch: int = 512) -> float:
     from .trainer import to_model_input
 
@@ -129,39 +141,52 @@ def _accuracy(model, x: np.ndarray, y: np.ndarray, input_shape, batch: int = 512
     return float((probs.argmax(1) == y).mean())
 
 
+def _has_batchnorm(model) -> bool:
+    import keras
+
+    return any(isinstance(l, keras.layers.BatchNormalization) for l in _all_layers(model))
+
+
 def select_average(model, run_dir: str | Path, val_x: np.ndarray, val_y: np.ndarray, train_x: np.ndarray,
                    best_val: float, max_k: int, n_bn: int = 8192, seed: int = 0) -> tuple[Candidate | None, list[Candidate]]:
-    """Try averages of the last k snapshots (k = 2, 3, 5, 8, 12, ... <= max_k), with and without
-    re-estimated BatchNorm statistics; leave ``model`` holding the best one if it beats
-    ``best_val`` on validation, else return (None, candidates) with ``model`` unchanged.
+    """Score the final-weight candidates on validation and keep the best one if it beats ``best_val``.
+
+    Candidates: the best epoch with re-estimated BatchNorm statistics (when the model has
+    BatchNorm), and averages of the last k snapshots (k = 2, 3, 5, 8, 12, ... <= max_k), with
+    and without re-estimated statistics. ``model`` (the best epoch) ends up holding the
+    winner; if none beats ``best_val`` it is left unchanged and (None, candidates) returned.
     """
-    files = snapshot_files(run_dir)
-    if len(files) < 2:
-        log.info("weight averaging: %d snapshot(s), nothing to average", len(files))
-        return None, []
+    files = snapshot_files(run_dir) if max_k > 1 else []
     input_shape = tuple(model.input_shape[1:])
     original = [np.array(v.numpy()) for v in model.weights]
-    ks = sorted({k for k in (2, 3, 5, 8, 12, 20, 30, 50) if k <= min(max_k, len(files))} | {min(max_k, len(files))})
+    has_bn = _has_batchnorm(model)
     rng = np.random.default_rng(seed)
     bn_x = train_x[rng.choice(len(train_x), min(n_bn, len(train_x)), replace=False)]
     cands: list[Candidate] = []
-    for k in ks:
+
+    def score(name: str, epochs: list[int], weights: list[np.ndarray], refresh: bool) -> None:
+        set_variables(model, weights)
+        if refresh:
+            refresh_batchnorm(model, bn_x, input_shape)
+        cands.append(Candidate(name + (" + BN refresh" if refresh else ""), epochs, refresh,
+                               _accuracy(model, val_x, val_y, input_shape)))
+        log.info("final weights: %s -> val accuracy %.4f (to beat: %.4f)", cands[-1].name, cands[-1].val_accuracy, best_val)
+
+    if has_bn:
+        score("best epoch", [], original, True)
+    ks = sorted({k for k in (2, 3, 5, 8, 12, 20, 30, 50) if k <= min(max_k, len(files))} | {min(max_k, len(files))})
+    for k in (k for k in ks if k >= 2):
         chosen = files[-k:]
-        epochs = [int(_NAME.search(f.name).group(1)) for f in chosen]
         avg = average_snapshots(chosen)
-        for refresh in (False, True):
-            set_variables(model, avg)
-            if refresh:
-                refresh_batchnorm(model, bn_x, input_shape)
-            acc = _accuracy(model, val_x, val_y, input_shape)
-            cands.append(Candidate(f"average of epochs {epochs[0]}-{epochs[-1]}" + (" + BN refresh" if refresh else ""),
-                                   epochs, refresh, acc))
-            log.info("weight averaging: %s -> val accuracy %.4f (best single epoch %.4f)", cands[-1].name, acc, best_val)
-    best = max(cands, key=lambda c: c.val_accuracy)
-    if best.val_accuracy <= best_val:
-        set_variables(model, original)
+        epochs = [int(_NAME.search(f.name).group(1)) for f in chosen]
+        for refresh in ((False, True) if has_bn else (False,)):
+            score(f"average of epochs {epochs[0]}-{epochs[-1]}", epochs, avg, refresh)
+    set_variables(model, original)
+    if not cands or max(c.val_accuracy for c in cands) <= best_val:
         return None, cands
-    set_variables(model, average_snapshots([f for f in files if int(_NAME.search(f.name).group(1)) in best.epochs]))
+    best = max(cands, key=lambda c: c.val_accuracy)
+    if best.epochs:
+        set_variables(model, average_snapshots([f for f in files if int(_NAME.search(f.name).group(1)) in best.epochs]))
     if best.refresh_bn:
         refresh_batchnorm(model, bn_x, input_shape)
     return best, cands

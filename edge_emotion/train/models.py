@@ -196,12 +196,11 @@ def _strip_policy(obj):
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
-    """The same model with float32 layers (a mixed-precision model would export bf16 casts)."""
-    import json
+    """The same model with float32 layers and no optimizer state: what ships.
 
-    cfg = model.get_config()
-    if "bfloat16" not in json.dumps(cfg) and "float16" not in json.dumps(cfg):
-        return model
-    clean = model.__class__.from_config(_strip_policy(cfg))
+    A mixed-precision model would export bf16 casts, and a model loaded from a training
+    checkpoint carries its optimizer's slots (two more copies of every weight with Adam).
+    """
+    clean = model.__class__.from_config(_strip_policy(model.get_config()))
     clean.set_weights(model.get_weights())
     return clean

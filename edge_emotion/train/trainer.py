@@ -24,7 +24,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "train", "main"]
+__all__ = ["TrainConfig", "train", "finalize_run", "run", "main"]
 
 
 @dataclass
@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float | None = None  # None: the model's registered rate
     warmup_epochs: int = 1
+    lr_schedule: str = "cosine"  # cosine (warm-up, then cosine decay) | constant (SWA phase)
     label_smoothing: float = 0.1
     augment: bool = True
     random_erasing: float = 0.0  # probability of erasing one random patch per training image (0: off)
@@ -86,6 +87,32 @@ def _epochs_done(history_csv: Path) -> int:
         return 0
     with open(history_csv) as f:
         return sum(1 for _ in csv.DictReader(f))
+
+
+def _epoch_seconds(history_csv: Path) -> float | None:
+    """Total training time from the ``epoch_seconds`` column of ``history.csv`` (None if not logged)."""
+    if not history_csv.exists():
+        return None
+    with open(history_csv) as f:
+        vals = [r.get("epoch_seconds") for r in csv.DictReader(f)]
+    if not vals or any(not v for v in vals):
+        return None
+    return float(sum(float(v) for v in vals))
+
+
+def _epoch_timer():
+    """A callback that adds the epoch's wall time to its logs (``epoch_seconds`` in history.csv)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["epoch_seconds"] = round(time.time() - self._t0, 1)
+
+    return EpochTimer()
 
 
 def class_weights(counts: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -195,14 +222,69 @@ def _loss_and_metrics(multi_label: bool, soft: bool, label_smoothing: float):
     return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")], "val_accuracy"
 
 
-def _schedule(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: int, start_step: int = 0):
+def _schedule(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: int, kind: str = "cosine"):
+    """Learning rate per step: linear warm-up then cosine decay to 1 % of ``lr``, or ``lr`` throughout.
+
+    ``constant`` is the schedule of a stochastic-weight-averaging phase: continue a trained
+    model at a fixed rate and average the weights of its epochs (``--average-last``).
+    """
     import keras
 
+    if kind == "constant":
+        return lr
+    if kind != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {kind!r}; use cosine or constant")
     warm = min(warmup_epochs, max(epochs - 1, 0)) * steps_per_epoch
     total = max(epochs * steps_per_epoch - warm, 1)
     if warm:
         return keras.optimizers.schedules.CosineDecay(lr * 0.1, total, alpha=0.01, warmup_target=lr, warmup_steps=warm)
     return keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.01)
+
+
+def _load_init(path: str, multi_label: bool):
+    """The model a run starts from, under the current dtype policy.
+
+    A saved model's layers keep the float32 policy they were saved with; when it is a
+    registered architecture, the same model is rebuilt under the run's policy (bf16 mixed
+    precision where the CPU has it) and the saved weights are copied in.
+    """
+    import keras
+
+    from .models import MODELS, build_model
+
+    base = keras.saving.load_model(path, safe_mode=True)
+    if base.name not in MODELS or keras.mixed_precision.global_policy().name == "float32":
+        return base
+    spec = MODELS[base.name]
+    try:
+        fresh = build_model(base.name, base.output_shape[-1], multi_label, input_shape=tuple(base.input_shape[1:]))
+        fresh.set_weights(base.get_weights())
+    except (ValueError, TypeError) as e:  # a variant (other width) of the registered design
+        log.info("init-from %s: keeping its float32 layers (%s)", path, e)
+        return base
+    log.info("init-from %s: rebuilt %s under the %s policy", path, spec.name, keras.mixed_precision.global_policy().name)
+    return fresh
+
+
+def _init_summary(path: str | None) -> dict | None:
+    """What a run started from: the file's SHA-256 and, from its metadata, how that model was trained."""
+    if not path:
+        return None
+    from ..metadata import sha256_file, sidecar_path
+
+    p = Path(path)
+    if not p.is_file():
+        return {"file": p.name}
+    out: dict = {"file": p.name, "sha256": sha256_file(p)}
+    side = sidecar_path(p)
+    if side.is_file():
+        meta = json.loads(side.read_text())
+        ex = meta.get("extra", {})
+        out.update({k: ex.get(k) for k in ("git_revision", "epochs_run", "train_wall_seconds", "best_val_accuracy")})
+        out.update({"model_name": meta.get("model_name"), "label_set": meta.get("label_set")})
+        if ex.get("init_from"):  # a chain of runs keeps its whole history
+            out["init_from"] = ex["init_from"]
+    return out
 
 
 def _replace_head(model, num_classes: int, multi_label: bool):
@@ -261,7 +343,7 @@ def train(cfg: TrainConfig) -> Path:
     steps = int(np.ceil(len(tr_idx) / cfg.batch_size))
 
     if cfg.init_from:
-        base = keras.saving.load_model(cfg.init_from, safe_mode=True)
+        base = _load_init(cfg.init_from, ls.multi_label)
         model = _replace_head(base, ls.num_classes, ls.multi_label) if base.output_shape[-1] != ls.num_classes else base
     else:
         kwargs = dict(cfg.model_kwargs)
@@ -286,13 +368,14 @@ def train(cfg: TrainConfig) -> Path:
         for layer in model.layers[:-1]:
             layer.trainable = not freeze
         model.layers[-1].trainable = True
-        model.compile(optimizer=make_optimizer(_schedule(stage_lr, steps, stage_epochs, cfg.warmup_epochs), cfg.weight_decay),
+        model.compile(optimizer=make_optimizer(_schedule(stage_lr, steps, stage_epochs, cfg.warmup_epochs, cfg.lr_schedule), cfg.weight_decay),
                       loss=loss, metrics=metrics)
         best = _best_so_far(history_csv, monitor)
         callbacks = [
             keras.callbacks.BackupAndRestore(str(out / f"backup_{stage_name}"), delete_checkpoint=False),
             keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode="max", save_best_only=True,
                                             initial_value_threshold=best),
+            _epoch_timer(),  # before the CSV logger, which then writes the epoch's seconds
             keras.callbacks.CSVLogger(str(history_csv), append=True),
             keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=False),
         ]
@@ -336,23 +419,35 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     best_model = keras.saving.load_model(str(best_path), safe_mode=True)
     k = cfg.average_last if average_last is None else average_last
     averaging = None
-    if k > 1 and not ls.multi_label:
+    if not ls.multi_label:  # BatchNorm re-estimation always competes; averages when snapshots were kept
         from .averaging import select_average
 
+        from .averaging import val_accuracy
+
         best_single = _best_so_far(history_csv, monitor)
+        start_val = None
+        if cfg.init_from and Path(cfg.init_from).is_file():
+            start = keras.saving.load_model(cfg.init_from, safe_mode=True)
+            if start.output_shape[-1] == ls.num_classes:  # a continued run: the starting point is a candidate too
+                start_val = val_accuracy(start, ds["val"].x, ds["val"].hard_labels)
+        threshold = max(v for v in (best_single, start_val) if v is not None)
         chosen, cands = select_average(best_model, out, ds["val"].x, ds["val"].hard_labels, ds["train"].x,
-                                       best_single, k, seed=cfg.seed)
+                                       threshold, k, seed=cfg.seed)
         averaging = {"best_single_epoch_val_accuracy": best_single, "chosen": chosen.to_dict() if chosen else None,
-                     "candidates": [c.to_dict() for c in cands]}
-        log.info("final weights: %s", chosen.name if chosen else "best single epoch (no average beat it on val)")
+                     "candidates": [c.to_dict() for c in cands],
+                     **({"starting_model_val_accuracy": start_val} if start_val is not None else {})}
+        log.info("final weights: %s", chosen.name if chosen else "best single epoch (no candidate beat it on val)")
+        if chosen is None and start_val is not None and start_val >= (best_single or 0):
+            log.warning("the starting model %s scores %.4f on val, more than anything this run produced "
+                        "(best epoch %.4f): keep the starting model", cfg.init_from, start_val, best_single or 0)
     keras.mixed_precision.set_global_policy("float32")
     final = float32_copy(best_model)
     final_path = out / "model.keras"
     final.save(final_path)
-    prev = {}
-    if (out / "metadata.json").exists():
-        prev = json.loads((out / "metadata.json").read_text()).get("extra", {})
-    wall_total = (prev.get("train_wall_seconds") or 0) + (wall or 0)
+    wall_total = _epoch_seconds(history_csv)  # every epoch of every session, also for a run stopped early
+    if wall_total is None:  # runs logged before epoch times were
+        prev = json.loads((out / "metadata.json").read_text()).get("extra", {}) if (out / "metadata.json").exists() else {}
+        wall_total = (prev.get("train_wall_seconds") or 0) + (wall or 0)
     meta = ModelMetadata(labels=list(ls.labels), input_size=spec.input_shape[:2], color="gray" if spec.input_shape[2] == 1 else "rgb",
                          mean=0.0, std=1.0, multi_label=ls.multi_label, model_name=cfg.model, label_set=ls.name,
                          precision="fp32", format="keras", data_sha256=ds.sha256,
@@ -361,7 +456,8 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
                                 "monitor": monitor, "best_" + monitor: _best_so_far(history_csv, monitor),
                                 "params": int(final.count_params()), "host": platform.node(), "cpu_count": os.cpu_count(),
                                 "tensorflow": tf.__version__, "keras": keras.__version__, "config": cfg.__dict__,
-                                **({"weight_averaging": averaging} if averaging else {})})
+                                **({"init_from": _init_summary(cfg.init_from)} if cfg.init_from else {}),
+                                **({"final_weights": averaging} if averaging else {})})
     sidecar_path(final_path).write_text(meta.to_json())
     (out / "metadata.json").write_text(meta.to_json())
     log.info("saved %s (%d params), best %s %s", final_path, final.count_params(), monitor, meta.extra["best_" + monitor])
@@ -384,6 +480,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", dest="learning_rate", type=float, default=None, help="peak learning rate (default: the model's)")
+    p.add_argument("--lr-schedule", default=d.lr_schedule, choices=["cosine", "constant"],
+                   help="warm-up + cosine decay, or a constant rate (a weight-averaging phase; default: %(default)s)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--random-erasing", type=float, default=d.random_erasing, metavar="P",
@@ -400,10 +498,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["auto", "bf16", "off"])
     p.add_argument("--ferplus-mode", default=d.ferplus_mode, choices=["majority", "soft"])
     p.add_argument("--ferplus-votes", default=None, help="ferplus_labels.npz (default: beside --data)")
-    p.add_argument("--init-from", default=None, help=".keras model to start from (transfer to another label set)")
+    p.add_argument("--init-from", default=None, help=".keras model to start from: transfer to another label set, or continue it (same classes)")
     p.add_argument("--backbone-weights", default=None, help="local weights file for resnet50/densenet121 (no downloads)")
     p.add_argument("--head-epochs", type=int, default=0, help="stage 1 epochs with a frozen body before fine-tuning")
     p.add_argument("--no-report", dest="report", action="store_false")
+    p.add_argument("--finalize", metavar="RUN", default=None,
+                   help="write model.keras, metadata and report from RUN's best checkpoint (BatchNorm re-estimation and "
+                        "weight averages compete on val), then exit; works on a run that is still training")
     return p
 
 
@@ -417,15 +518,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    parser.add_argument("--finalize", metavar="RUN", default=None,
-                        help="write model.keras, metadata and report from RUN's best checkpoint, then exit")
-    args = parser.parse_args(argv)
-    if args.finalize:
-        finalize_run(args.finalize, average_last=args.average_last or None)
-        return 0
-    train(config_from_args(args))
+    args = build_parser().parse_args(argv)
+    run(args)
     return 0
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train per the parsed command line, or only finalise an existing run with ``--finalize RUN``."""
+    if args.finalize:
+        return finalize_run(args.finalize, report=args.report, average_last=args.average_last or None)
+    return train(config_from_args(args))
 
 
 if __name__ == "__main__":
