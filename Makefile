@@ -38,7 +38,7 @@ test: dev-venv runtime-venv
 	EDGE_EMOTION_RUNTIME_VENV=$(RTVENV) $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests benchmarks --benchmark-disable
 
 benchmark: dev-venv
-	$(VENV)/bin/edge-emotion benchmark --json benchmarks/results/benchmark.json \
+	$(VENV)/bin/edge-emotion benchmark --soak 10000 --json benchmarks/results/benchmark.json \
 	  --markdown benchmarks/results/benchmark.md --plot benchmarks/results/benchmark.png
 
 clean:

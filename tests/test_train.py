@@ -55,6 +55,19 @@ def test_shipped_keras_file_has_no_optimizer_state(tiny_run):
             assert ("optimizer" in h) is has_optimizer, name
 
 
+def test_a_resumed_run_keeps_its_history_columns(tmp_path):
+    """Epoch times are logged by new runs; a run resumed from an older log keeps that log's columns
+    (a new column under an old header would shift every value after it)."""
+    from edge_emotion.train.trainer import _epoch_seconds, _logs_epoch_seconds
+
+    new, old = tmp_path / "new.csv", tmp_path / "old.csv"
+    assert _logs_epoch_seconds(new)
+    old.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,0.5,1.3\n")
+    assert not _logs_epoch_seconds(old) and _epoch_seconds(old) is None
+    new.write_text("epoch,accuracy,epoch_seconds,loss,val_accuracy,val_loss\n0,0.5,30.5,1.2,0.5,1.3\n1,0.6,29.5,1.1,0.6,1.2\n")
+    assert _logs_epoch_seconds(new) and _epoch_seconds(new) == 60.0
+
+
 def test_weight_averaging_means_and_batchnorm_refresh(tmp_path):
     import keras
 
@@ -271,8 +284,10 @@ def test_cli_finalize_rewrites_the_model_from_the_best_checkpoint(tiny_run, tmp_
     assert (run / "model.keras").is_file()
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["extra"]["final_weights"]["candidates"][0]["name"] == "best epoch + BN refresh"
-    # the training time survives a second finalisation (it comes from the epochs' logged times)
-    assert meta["extra"]["train_wall_seconds"] == json.loads((tiny_run / "metadata.json").read_text())["extra"]["train_wall_seconds"]
+    # the training time and the revision that trained it survive a second finalisation
+    trained = json.loads((tiny_run / "metadata.json").read_text())["extra"]
+    assert meta["extra"]["train_wall_seconds"] == trained["train_wall_seconds"]
+    assert meta["extra"]["git_revision"] == trained["git_revision"] and "finalized_at_git_revision" in meta["extra"]
 
 
 def test_two_stage_transfer_to_ferplus8(tiny_run, tmp_path, fer_npz):

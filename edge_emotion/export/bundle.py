@@ -30,30 +30,21 @@ LICENCE = ("Trained on FER-2013 (ICML 2013 challenge data, collected from the we
            "use only, no commercial use.")
 
 
-def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int,
-           ship_keras: bool = True) -> dict:
-    """Export, validate and install ``run``'s model as bundled model ``name``; returns its index entry.
-
-    ``ship_keras=False`` keeps a large Keras source out of the package: the exports are still
-    validated against it, and the index records its SHA-256 and test accuracy.
-    """
+def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int) -> dict:
+    """Export, validate and install ``run``'s model as bundled model ``name``; returns its index entry."""
     from . import export_model
 
     dest = MODELS_DIR / name
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run / "model.keras.json", dest / "model.keras.json")  # metadata and card, shipped either way
-    if ship_keras:
-        shutil.copy2(run / "model.keras", dest / "model.keras")
-    else:
-        (dest / "model.keras").unlink(missing_ok=True)
-    source = dest / "model.keras" if ship_keras else run / "model.keras"
+    for f in ("model.keras", "model.keras.json"):
+        shutil.copy2(run / f, dest / f)
+    source = dest / "model.keras"
     (dest / "report").mkdir(exist_ok=True)
     for f in REPORT_FILES:
         if (run / f).exists():
             shutil.copy2(run / f, dest / "report" / f)
     entry: dict = {"label_set": read_metadata(source).label_set,
-                   "keras": {"file": "model.keras" if ship_keras else None, "sha256": sha256_file(source),
-                             "size_bytes": source.stat().st_size},
+                   "keras": {"file": "model.keras", "sha256": sha256_file(source)},
                    "artifacts": {}, "accuracy_floor": {}}
     results = []
     for spec in artifacts:
@@ -87,7 +78,7 @@ def write_cards() -> None:
 
 
 def model_card(name: str, dest: Path, entry: dict) -> str:
-    meta = read_metadata(dest / "model.keras")  # reads the sidecar, which ships even when the .keras does not
+    meta = read_metadata(dest / "model.keras")
     rep = json.loads((dest / "report" / "report.json").read_text()) if (dest / "report" / "report.json").exists() else {}
     ex = meta.extra
     cfg = ex.get("config", {})
@@ -117,7 +108,8 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         f"{', random erasing p=%g' % cfg['random_erasing'] if cfg.get('random_erasing') else ''}), "
         f"class balancing: {cfg.get('balance')}, mixed precision {cfg.get('mixed_precision')}, seed {cfg.get('seed')}.",
         f"- Wall time {ex.get('train_wall_seconds', 0) / 60:.0f} min on {ex.get('cpu_count')} CPU cores; TensorFlow {ex.get('tensorflow')}, "
-        f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`."
+        f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`"
+        + (f" (final weights chosen at `{str(ex['finalized_at_git_revision'])[:12]}`)." if ex.get("finalized_at_git_revision") else ".")
         + (f" With the starting model's {ex['init_from']['train_wall_seconds'] / 60:.0f} min: "
            f"{(ex.get('train_wall_seconds', 0) + ex['init_from']['train_wall_seconds']) / 60:.0f} min in all."
            if (ex.get("init_from") or {}).get("train_wall_seconds") else ""),
@@ -126,8 +118,7 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         f"## Results on the PrivateTest split ({next(iter(entry['artifacts'].values()))['n_test']:,} images, "
         f"{'FER+ majority labels' if meta.label_set == 'ferplus8' else 'FER-2013 labels'})", "",
         "| artifact | size | accuracy | agreement with Keras | max prob. diff |", "|---|---|---|---|---|",
-        f"| model.keras (fp32{'' if entry['keras'].get('file') else ', not shipped: too large for the package'}) | "
-        f"{_keras_size(dest, entry) / 1e6:.2f} MB | {entry['keras'].get('test_accuracy', float('nan')):.2%} | - | - |",
+        f"| model.keras (fp32) | {(dest / 'model.keras').stat().st_size / 1e6:.2f} MB | {entry['keras'].get('test_accuracy', float('nan')):.2%} | - | - |",
     ]
     for key, a in entry["artifacts"].items():
         lines.append(f"| {a['file']} | {a['size_bytes'] / 1e6:.2f} MB | {a['test_accuracy']:.2%} | {a['agreement_with_keras']:.2%} | {a['max_prob_diff']:.3f} |")
@@ -144,11 +135,6 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
               "Known limits: FER-2013 labels agree with the 10-annotator FER+ votes on only ~64 % of images (fear 15 %, disgust 35 %), "
               "so ~70-75 % is about the ceiling on these labels; disgust has 436 training images and is rarely predicted.", ""]
     return "\n".join(lines)
-
-
-def _keras_size(dest: Path, entry: dict) -> int:
-    path = dest / "model.keras"
-    return path.stat().st_size if path.exists() else int(entry["keras"].get("size_bytes", 0))
 
 
 def _start_lines(cfg: dict, ex: dict) -> list[str]:
@@ -205,8 +191,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", nargs="*", default=DEFAULT_ARTIFACTS, help="FORMAT:PRECISION list (default: %(default)s)")
     p.add_argument("--data", default=None, help="dataset for calibration and validation (default: the training data)")
     p.add_argument("--n-calib", type=int, default=2000)
-    p.add_argument("--no-keras", dest="ship_keras", action="store_false",
-                   help="keep the Keras model out of the package (large models); the exports are still validated against it")
     p.add_argument("--cards-only", action="store_true", help="only rewrite the model cards of every bundled model")
     a = p.parse_args(argv)
     if a.cards_only:
@@ -214,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.run is None or a.name is None:
         p.error("RUN and --name are required")
-    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras)
+    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib)
     return 0
 
 

@@ -68,7 +68,7 @@ def resolve_model(model: str | Path | None, backend: str = "auto", providers: li
         if avail.get(runtime) != "ok":
             tried.append(f"{runtime}: {avail.get(runtime, 'unknown backend')}")
             continue
-        if b == "keras" and (entry.get("keras") or {}).get("file"):  # large Keras sources are not shipped
+        if b == "keras" and entry.get("keras"):
             path = MODELS_DIR / name / entry["keras"]["file"]
             _verify(path, entry["keras"]["sha256"])
             return path

@@ -100,6 +100,14 @@ def _epoch_seconds(history_csv: Path) -> float | None:
     return float(sum(float(v) for v in vals))
 
 
+def _logs_epoch_seconds(history_csv: Path) -> bool:
+    """Whether this run logs epoch times: yes for a new run, and a resumed one keeps its log's columns."""
+    if not history_csv.exists() or history_csv.stat().st_size == 0:
+        return True
+    with open(history_csv) as f:
+        return "epoch_seconds" in f.readline().strip().split(",")
+
+
 def _epoch_timer():
     """A callback that adds the epoch's wall time to its logs (``epoch_seconds`` in history.csv)."""
     import keras
@@ -375,7 +383,7 @@ def train(cfg: TrainConfig) -> Path:
             keras.callbacks.BackupAndRestore(str(out / f"backup_{stage_name}"), delete_checkpoint=False),
             keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode="max", save_best_only=True,
                                             initial_value_threshold=best),
-            _epoch_timer(),  # before the CSV logger, which then writes the epoch's seconds
+            *([_epoch_timer()] if _logs_epoch_seconds(history_csv) else []),  # before the CSV logger, which writes it
             keras.callbacks.CSVLogger(str(history_csv), append=True),
             keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=False),
         ]
@@ -393,12 +401,13 @@ def train(cfg: TrainConfig) -> Path:
 
 def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report: bool = True,
                  average_last: int | None = None) -> Path:
-    """Best checkpoint -> float32 ``model.keras`` + metadata sidecar (+ the report).
+    """Best checkpoint -> float32 ``model.keras`` (no optimizer state) + metadata sidecar (+ the report).
 
-    With ``average_last`` (default: the run's ``--average-last``) the average of the last
-    epochs' weights replaces the best checkpoint when it scores higher on validation
-    (see :mod:`.averaging`). Also usable on a run that is still training, to bundle
-    its best epoch so far.
+    For single-label models the best checkpoint competes on validation with itself after
+    BatchNorm re-estimation and, with ``average_last`` (default: the run's ``--average-last``),
+    with averages of the last epochs' weights; a continued run's starting model sets the bar
+    too (see :mod:`.averaging`). ``wall`` is this call's training time (None: finalisation
+    only). Also usable on a run that is still training or was stopped early.
     """
     import keras
     import tensorflow as tf
@@ -418,11 +427,9 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     best_path = out / "best.keras"
     best_model = keras.saving.load_model(str(best_path), safe_mode=True)
     k = cfg.average_last if average_last is None else average_last
-    averaging = None
+    final_weights = None
     if not ls.multi_label:  # BatchNorm re-estimation always competes; averages when snapshots were kept
-        from .averaging import select_average
-
-        from .averaging import val_accuracy
+        from .averaging import select_average, val_accuracy
 
         best_single = _best_so_far(history_csv, monitor)
         start_val = None
@@ -433,31 +440,34 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
         threshold = max(v for v in (best_single, start_val) if v is not None)
         chosen, cands = select_average(best_model, out, ds["val"].x, ds["val"].hard_labels, ds["train"].x,
                                        threshold, k, seed=cfg.seed)
-        averaging = {"best_single_epoch_val_accuracy": best_single, "chosen": chosen.to_dict() if chosen else None,
+        final_weights = {"best_single_epoch_val_accuracy": best_single, "chosen": chosen.to_dict() if chosen else None,
                      "candidates": [c.to_dict() for c in cands],
                      **({"starting_model_val_accuracy": start_val} if start_val is not None else {})}
         log.info("final weights: %s", chosen.name if chosen else "best single epoch (no candidate beat it on val)")
         if chosen is None and start_val is not None and start_val >= (best_single or 0):
             log.warning("the starting model %s scores %.4f on val, more than anything this run produced "
-                        "(best epoch %.4f): keep the starting model", cfg.init_from, start_val, best_single or 0)
+                        "(best epoch %.4f): ship the starting model instead", cfg.init_from, start_val, best_single or 0)
     keras.mixed_precision.set_global_policy("float32")
     final = float32_copy(best_model)
     final_path = out / "model.keras"
     final.save(final_path)
+    prev = json.loads((out / "metadata.json").read_text()).get("extra", {}) if (out / "metadata.json").exists() else {}
     wall_total = _epoch_seconds(history_csv)  # every epoch of every session, also for a run stopped early
     if wall_total is None:  # runs logged before epoch times were
-        prev = json.loads((out / "metadata.json").read_text()).get("extra", {}) if (out / "metadata.json").exists() else {}
         wall_total = (prev.get("train_wall_seconds") or 0) + (wall or 0)
+    # a finalisation alone (no training in this call) keeps the revision of the code that trained the model
+    revisions = ({"git_revision": _git_revision()} if wall is not None or "git_revision" not in prev else
+                 {"git_revision": prev["git_revision"], "finalized_at_git_revision": _git_revision()})
     meta = ModelMetadata(labels=list(ls.labels), input_size=spec.input_shape[:2], color="gray" if spec.input_shape[2] == 1 else "rgb",
                          mean=0.0, std=1.0, multi_label=ls.multi_label, model_name=cfg.model, label_set=ls.name,
                          precision="fp32", format="keras", data_sha256=ds.sha256,
-                         extra={"git_revision": _git_revision(), "epochs_run": _epochs_done(history_csv),
+                         extra={**revisions, "epochs_run": _epochs_done(history_csv),
                                 "epochs_planned": cfg.epochs + (cfg.head_epochs or 0), "train_wall_seconds": round(wall_total, 1),
                                 "monitor": monitor, "best_" + monitor: _best_so_far(history_csv, monitor),
                                 "params": int(final.count_params()), "host": platform.node(), "cpu_count": os.cpu_count(),
                                 "tensorflow": tf.__version__, "keras": keras.__version__, "config": cfg.__dict__,
                                 **({"init_from": _init_summary(cfg.init_from)} if cfg.init_from else {}),
-                                **({"final_weights": averaging} if averaging else {})})
+                                **({"final_weights": final_weights} if final_weights else {})})
     sidecar_path(final_path).write_text(meta.to_json())
     (out / "metadata.json").write_text(meta.to_json())
     log.info("saved %s (%d params), best %s %s", final_path, final.count_params(), monitor, meta.extra["best_" + monitor])
