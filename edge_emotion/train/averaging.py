@@ -8,8 +8,8 @@ are not augmented. Re-estimating them once, as a plain mean over clean training 
 
 The trainer's ``--average-last K`` also keeps a snapshot of the model's variables after each
 of the last K epochs (``<run>/epochs/epoch_NNN.npz``, about 5 MB each for ``edge_cnn``) for
-stochastic weight averaging (Izmailov et al. 2018). At the end, :func:`select_average` scores
-the best epoch with re-estimated statistics and the averages of the last k snapshots for a
+stochastic weight averaging (Izmailov et al. 2018). At the end, :func:`select_final_weights`
+scores the best epoch with re-estimated statistics and the averages of the last k snapshots for a
 few k <= K, with and without re-estimated statistics, on the validation split. The run's
 model is the best candidate only if it beats the best single epoch on validation; the test
 split is never looked at. Every candidate's score is recorded in the run's metadata.
@@ -26,8 +26,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["snapshot_callback", "Candidate", "snapshot_files", "average_snapshots", "refresh_batchnorm", "select_average",
-           "val_accuracy"]
+__all__ = ["snapshot_callback", "Candidate", "snapshot_files", "average_snapshots", "refresh_batchnorm",
+           "select_final_weights", "val_accuracy"]
 
 SNAPSHOT_DIR = "epochs"
 _NAME = re.compile(r"epoch_(\d+)\.npz$")
@@ -147,7 +147,7 @@ def _has_batchnorm(model) -> bool:
     return any(isinstance(l, keras.layers.BatchNormalization) for l in _all_layers(model))
 
 
-def select_average(model, run_dir: str | Path, val_x: np.ndarray, val_y: np.ndarray, train_x: np.ndarray,
+def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: np.ndarray, train_x: np.ndarray,
                    best_val: float, max_k: int, n_bn: int = 8192, seed: int = 0) -> tuple[Candidate | None, list[Candidate]]:
     """Score the final-weight candidates on validation and keep the best one if it beats ``best_val``.
 

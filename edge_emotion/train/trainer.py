@@ -429,7 +429,7 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     k = cfg.average_last if average_last is None else average_last
     final_weights = None
     if not ls.multi_label:  # BatchNorm re-estimation always competes; averages when snapshots were kept
-        from .averaging import select_average, val_accuracy
+        from .averaging import select_final_weights, val_accuracy
 
         best_single = _best_so_far(history_csv, monitor)
         start_val = None
@@ -437,12 +437,12 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
             start = keras.saving.load_model(cfg.init_from, safe_mode=True)
             if start.output_shape[-1] == ls.num_classes:  # a continued run: the starting point is a candidate too
                 start_val = val_accuracy(start, ds["val"].x, ds["val"].hard_labels)
-        threshold = max(v for v in (best_single, start_val) if v is not None)
-        chosen, cands = select_average(best_model, out, ds["val"].x, ds["val"].hard_labels, ds["train"].x,
-                                       threshold, k, seed=cfg.seed)
+        threshold = max((v for v in (best_single, start_val) if v is not None), default=0.0)
+        chosen, cands = select_final_weights(best_model, out, ds["val"].x, ds["val"].hard_labels, ds["train"].x,
+                                             threshold, k, seed=cfg.seed)
         final_weights = {"best_single_epoch_val_accuracy": best_single, "chosen": chosen.to_dict() if chosen else None,
-                     "candidates": [c.to_dict() for c in cands],
-                     **({"starting_model_val_accuracy": start_val} if start_val is not None else {})}
+                         "candidates": [c.to_dict() for c in cands],
+                         **({"starting_model_val_accuracy": start_val} if start_val is not None else {})}
         log.info("final weights: %s", chosen.name if chosen else "best single epoch (no candidate beat it on val)")
         if chosen is None and start_val is not None and start_val >= (best_single or 0):
             log.warning("the starting model %s scores %.4f on val, more than anything this run produced "
