@@ -15,7 +15,7 @@ REPORT_FILES = ["model.keras", "model.keras.json", "metadata.json", "history.csv
                 "confusion_val.png", "examples_test.png", "class_distribution.png", "samples.png", "report.json", "report.md"]
 
 
-def test_tiny_run_produces_every_report_artifact(tiny_run):
+def test_tiny_run_produces_every_report_artifact(tiny_run, fer_npz):
     for f in REPORT_FILES:
         assert (tiny_run / f).exists(), f
     meta = json.loads((tiny_run / "metadata.json").read_text())
@@ -41,6 +41,15 @@ def test_tiny_run_produces_every_report_artifact(tiny_run):
     assert all(0 <= c["val_accuracy"] <= 1 for c in avg["candidates"])
     chosen = avg["chosen"]
     assert chosen is None or chosen["val_accuracy"] > avg["best_single_epoch_val_accuracy"]
+    # the saved model is the winner: it scores on val exactly what the metadata (and the card) say
+    import keras
+
+    from edge_emotion.train.averaging import val_accuracy
+    from edge_emotion.train.data import load_dataset
+
+    val = load_dataset(str(fer_npz), "fer7", None, "majority", 384)["val"]
+    got = val_accuracy(keras.saving.load_model(tiny_run / "model.keras", safe_mode=True), val.x, val.hard_labels)
+    assert got == pytest.approx(chosen["val_accuracy"] if chosen else avg["best_single_epoch_val_accuracy"], abs=1e-6)
 
 
 def test_shipped_keras_file_has_no_optimizer_state(tiny_run):

@@ -147,8 +147,8 @@ def _has_batchnorm(model) -> bool:
     return any(isinstance(l, keras.layers.BatchNormalization) for l in _all_layers(model))
 
 
-def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: np.ndarray, train_x: np.ndarray,
-                   best_val: float, max_k: int, n_bn: int = 8192, seed: int = 0) -> tuple[Candidate | None, list[Candidate]]:
+def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: np.ndarray, train_x: np.ndarray, best_val: float,
+                         max_k: int, n_bn: int = 8192, seed: int = 0) -> tuple[Candidate | None, list[Candidate]]:
     """Score the final-weight candidates on validation and keep the best one if it beats ``best_val``.
 
     Candidates: the best epoch with re-estimated BatchNorm statistics (when the model has
@@ -163,14 +163,18 @@ def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: n
     rng = np.random.default_rng(seed)
     bn_x = train_x[rng.choice(len(train_x), min(n_bn, len(train_x)), replace=False)]
     cands: list[Candidate] = []
+    winner: list[np.ndarray] | None = None  # variables of the best candidate so far (kept, not recomputed)
 
     def score(name: str, epochs: list[int], weights: list[np.ndarray], refresh: bool) -> None:
+        nonlocal winner
         set_variables(model, weights)
         if refresh:
             refresh_batchnorm(model, bn_x, input_shape)
         cands.append(Candidate(name + (" + BN refresh" if refresh else ""), epochs, refresh,
                                _accuracy(model, val_x, val_y, input_shape)))
         log.info("final weights: %s -> val accuracy %.4f (to beat: %.4f)", cands[-1].name, cands[-1].val_accuracy, best_val)
+        if cands[-1] is max(cands, key=lambda c: c.val_accuracy):
+            winner = [np.array(v.numpy()) for v in model.weights]
 
     if has_bn:
         score("best epoch", [], original, True)
@@ -181,12 +185,9 @@ def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: n
         epochs = [int(_NAME.search(f.name).group(1)) for f in chosen]
         for refresh in ((False, True) if has_bn else (False,)):
             score(f"average of epochs {epochs[0]}-{epochs[-1]}", epochs, avg, refresh)
-    set_variables(model, original)
-    if not cands or max(c.val_accuracy for c in cands) <= best_val:
+    best = max(cands, key=lambda c: c.val_accuracy, default=None)
+    if best is None or best.val_accuracy <= best_val:
+        set_variables(model, original)
         return None, cands
-    best = max(cands, key=lambda c: c.val_accuracy)
-    if best.epochs:
-        set_variables(model, average_snapshots([f for f in files if int(_NAME.search(f.name).group(1)) in best.epochs]))
-    if best.refresh_bn:
-        refresh_batchnorm(model, bn_x, input_shape)
+    set_variables(model, winner)
     return best, cands
