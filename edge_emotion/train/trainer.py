@@ -263,14 +263,13 @@ def _load_init(path: str, multi_label: bool):
     base = keras.saving.load_model(path, safe_mode=True)
     if base.name not in MODELS or keras.mixed_precision.global_policy().name == "float32":
         return base
-    spec = MODELS[base.name]
     try:
         fresh = build_model(base.name, base.output_shape[-1], multi_label, input_shape=tuple(base.input_shape[1:]))
         fresh.set_weights(base.get_weights())
     except (ValueError, TypeError) as e:  # a variant (other width) of the registered design
         log.info("init-from %s: keeping its float32 layers (%s)", path, e)
         return base
-    log.info("init-from %s: rebuilt %s under the %s policy", path, spec.name, keras.mixed_precision.global_policy().name)
+    log.info("init-from %s: rebuilt %s under the %s policy", path, base.name, keras.mixed_precision.global_policy().name)
     return fresh
 
 
@@ -278,20 +277,22 @@ def _init_summary(path: str | None) -> dict | None:
     """What a run started from: the file's SHA-256 and, from its metadata, how that model was trained."""
     if not path:
         return None
-    from ..metadata import sha256_file, sidecar_path
+    from ..errors import ModelError
+    from ..metadata import read_metadata, sha256_file
 
     p = Path(path)
     if not p.is_file():
         return {"file": p.name}
     out: dict = {"file": p.name, "sha256": sha256_file(p)}
-    side = sidecar_path(p)
-    if side.is_file():
-        meta = json.loads(side.read_text())
-        ex = meta.get("extra", {})
-        out.update({k: ex.get(k) for k in ("git_revision", "epochs_run", "train_wall_seconds", "best_val_accuracy")})
-        out.update({"model_name": meta.get("model_name"), "label_set": meta.get("label_set")})
-        if ex.get("init_from"):  # a chain of runs keeps its whole history
-            out["init_from"] = ex["init_from"]
+    try:
+        meta = read_metadata(p)
+    except ModelError:  # a .keras without its metadata sidecar: the hash still names it
+        return out
+    ex = meta.extra
+    out.update({k: ex.get(k) for k in ("git_revision", "epochs_run", "train_wall_seconds", "best_val_accuracy")})
+    out.update({"model_name": meta.model_name, "label_set": meta.label_set})
+    if ex.get("init_from"):  # a chain of runs keeps its whole history
+        out["init_from"] = ex["init_from"]
     return out
 
 
