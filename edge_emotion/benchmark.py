@@ -215,11 +215,32 @@ def run(args) -> list[dict]:
     if not any(r.get("format") == "engine" for r in rows) and (not args.backends or "tensorrt" in args.backends):
         rows.append({"file": "-", "format": "engine", "precision": "fp16", "backend": "tensorrt",
                      "status": f"skipped: {avail.get('tensorrt')}"})
+    add_deltas(rows, full_split=args.limit is None)
+    return rows
+
+
+def add_deltas(rows: list[dict], full_split: bool) -> None:
+    """``delta_vs_fp32``: each row's accuracy minus its model's Keras row; for a bundled model shipped without its
+    .keras, minus the Keras accuracy recorded at bundling (same full split, so only when ``full_split``)."""
     ref = {r.get("model"): r.get("accuracy") for r in rows if r.get("format") == "keras" and r.get("accuracy") is not None}
     for r in rows:
-        if r.get("accuracy") is not None and ref.get(r.get("model")) is not None:
+        if r.get("accuracy") is None:
+            continue
+        if ref.get(r.get("model")) is not None:
             r["delta_vs_fp32"] = r["accuracy"] - ref[r["model"]]
-    return rows
+        elif full_split and (recorded := _recorded_keras_accuracy(Path(r["file"]))) is not None:
+            r["delta_vs_fp32"] = r["accuracy"] - recorded
+            r["fp32_reference"] = "recorded"
+
+
+def _recorded_keras_accuracy(path: Path) -> float | None:
+    from .runtime.zoo import MODELS_DIR, load_index
+
+    try:
+        name = path.resolve().relative_to(MODELS_DIR.resolve()).parts[0]
+    except ValueError:  # not a bundled file
+        return None
+    return ((load_index()["models"].get(name) or {}).get("keras") or {}).get("test_accuracy")
 
 
 def _fmt(v, col: str) -> str:
@@ -238,9 +259,14 @@ def to_markdown(rows: list[dict], host: dict) -> str:
     cols = [c for c in COLUMNS if c not in ("runtime",)]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        out.append("| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |")
+        mark = {"delta_vs_fp32": "*"} if r.get("fp32_reference") == "recorded" else {}
+        out.append("| " + " | ".join(_fmt(r.get(c), c) + mark.get(c, "") for c in cols) + " |")
     runtimes = sorted({r["runtime"] for r in rows if r.get("runtime")})
     out.append("")
+    if any(r.get("fp32_reference") == "recorded" for r in rows):
+        out.append("\\* against the fp32 Keras accuracy recorded in `models/index.json` when the model was bundled "
+                   "(its .keras is not shipped).")
+        out.append("")
     out.append(f"Host: {host['processor']} ({host['cpus']} CPUs), Python {host['python']}, {host['date']}. "
                f"Runtimes: {'; '.join(runtimes)}.")
     return "\n".join(out) + "\n"

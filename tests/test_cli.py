@@ -85,3 +85,29 @@ def test_benchmark_one_table_for_an_artifact(tmp_path, fer_npz, scenes):
     assert trt["status"] == "ok" or trt["status"].startswith("skipped: ")
     md = out_md.read_text()
     assert "| tflite | int8 | litert |" in md and f"{row['accuracy']:.2%}" in md and "| engine | fp16 | tensorrt |" in md
+
+
+def test_benchmark_delta_against_a_keras_row_or_the_recorded_fp32_accuracy():
+    """A model shipped without its .keras still gets its int8-vs-fp32 delta, from the accuracy recorded at
+    bundling, marked as such; on a slice (--limit) that recorded full-split figure would not compare."""
+    from edge_emotion.benchmark import add_deltas, host_info, to_markdown
+    from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+
+    name = load_index()["default"]
+    recorded = load_index()["models"][name]["keras"]["test_accuracy"]
+    art = str(MODELS_DIR / name / "model_int8.tflite")
+    rows = [{"model": "m/fer7", "file": art, "format": "tflite", "accuracy": 0.70}]
+    add_deltas(rows, full_split=True)
+    assert rows[0]["delta_vs_fp32"] == pytest.approx(0.70 - recorded) and rows[0]["fp32_reference"] == "recorded"
+    md = to_markdown(rows, host_info())
+    assert "pt*" in md and "recorded in `models/index.json`" in md
+
+    sliced = [{"model": "m/fer7", "file": art, "format": "tflite", "accuracy": 0.70}]
+    add_deltas(sliced, full_split=False)
+    assert "delta_vs_fp32" not in sliced[0]
+
+    with_keras = [{"model": "m/fer7", "file": "x.keras", "format": "keras", "accuracy": 0.71},
+                  {"model": "m/fer7", "file": art, "format": "tflite", "accuracy": 0.70}]
+    add_deltas(with_keras, full_split=True)
+    assert with_keras[1]["delta_vs_fp32"] == pytest.approx(-0.01) and "fp32_reference" not in with_keras[1]
+    assert "recorded in" not in to_markdown(with_keras, host_info())

@@ -5,7 +5,9 @@
 Copies the Keras model and its report, exports and validates every artifact listed in
 ``--artifacts`` on the full test split, and records each file's SHA-256, test accuracy
 (its exact floor for the regression gate) and agreement with the Keras source in
-``models/index.json``. Writes the model card.
+``models/index.json``. Writes the model card. ``--no-keras`` leaves the Keras model out of
+the package (a 14 M-parameter model is 57 MB in fp32): the artifacts are still exported
+from it and validated against it, and its SHA-256, size and accuracy are recorded.
 """
 
 from __future__ import annotations
@@ -17,35 +19,46 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..metadata import read_metadata, sha256_file
+from ..metadata import ModelMetadata, read_metadata, sha256_file
 
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 REPORT_FILES = ["report.md", "report.json", "curves.png", "confusion_test.png", "confusion_val.png", "examples_test.png",
-                "class_distribution.png", "samples.png", "history.csv", "config.json"]
+                "class_distribution.png", "samples.png", "history.csv", "config.json", "metadata.json"]
 DEFAULT_ARTIFACTS = ["tflite:int8", "tflite:fp32", "onnx:fp32", "onnx:fp16", "onnx:int8"]
 LICENCE = ("Trained on FER-2013 (ICML 2013 challenge data, collected from the web by Pierre-Luc Carrier and Aaron Courville). "
            "FER-2013 is distributed for research only; these weights inherit that restriction: research and evaluation "
            "use only, no commercial use.")
 
 
-def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int) -> dict:
-    """Export, validate and install ``run``'s model as bundled model ``name``; returns its index entry."""
+def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int,
+           ship_keras: bool = True, models_dir: Path = MODELS_DIR) -> dict:
+    """Export, validate and install ``run``'s model as bundled model ``name``; returns its index entry.
+
+    With ``ship_keras=False`` the Keras model stays in ``run``: the artifacts are exported from it
+    there, and the index records its SHA-256, size and test accuracy but no file.
+    """
     from . import export_model
 
-    dest = MODELS_DIR / name
+    if not artifacts:
+        raise ValueError("nothing to bundle: give at least one FORMAT:PRECISION artifact")
+    dest = models_dir / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in ("model.keras", "model.keras.json"):
-        shutil.copy2(run / f, dest / f)
-    source = dest / "model.keras"
+        if ship_keras:
+            shutil.copy2(run / f, dest / f)
+        else:  # a copy left by an earlier bundling of this name would contradict the index
+            (dest / f).unlink(missing_ok=True)
+    source = dest / "model.keras" if ship_keras else run / "model.keras"
     (dest / "report").mkdir(exist_ok=True)
     for f in REPORT_FILES:
         if (run / f).exists():
             shutil.copy2(run / f, dest / "report" / f)
-    entry: dict = {"label_set": read_metadata(source).label_set,
-                   "keras": {"file": "model.keras", "sha256": sha256_file(source)},
-                   "artifacts": {}, "accuracy_floor": {}}
+    keras_entry: dict = {"sha256": sha256_file(source), "size_bytes": source.stat().st_size}
+    if ship_keras:
+        keras_entry["file"] = "model.keras"
+    entry: dict = {"label_set": read_metadata(source).label_set, "keras": keras_entry, "artifacts": {}, "accuracy_floor": {}}
     results = []
     for spec in artifacts:
         fmt, precision = spec.split(":")
@@ -60,7 +73,7 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
         entry["accuracy_floor"][key] = v.accuracy_artifact
         entry["keras"]["test_accuracy"] = v.accuracy_source
         print(res.summary())
-    index_path = MODELS_DIR / "index.json"
+    index_path = models_dir / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"default": None, "models": {}}
     index["models"][name] = entry
     if make_default or not index.get("default"):
@@ -70,15 +83,34 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     return entry
 
 
-def write_cards() -> None:
+def write_cards(models_dir: Path = MODELS_DIR) -> None:
     """Rewrite every bundled model's card from index.json (no re-export)."""
-    index = json.loads((MODELS_DIR / "index.json").read_text())
+    index = json.loads((models_dir / "index.json").read_text())
     for name, entry in index["models"].items():
-        (MODELS_DIR / name / "MODEL_CARD.md").write_text(model_card(name, MODELS_DIR / name, entry))
+        (models_dir / name / "MODEL_CARD.md").write_text(model_card(name, models_dir / name, entry))
+
+
+def _training_metadata(dest: Path) -> ModelMetadata:
+    """The Keras model's metadata (training configuration and history): its sidecar, or the report's copy
+    when the Keras model is not shipped."""
+    if (dest / "model.keras").is_file():
+        return read_metadata(dest / "model.keras")
+    copy = dest / "report" / "metadata.json"
+    if not copy.is_file():
+        raise FileNotFoundError(f"{dest}: neither model.keras nor report/metadata.json; re-run the bundling")
+    return ModelMetadata.from_json(copy.read_text())
+
+
+def _keras_row(dest: Path, keras: dict) -> str:
+    acc = keras.get("test_accuracy", float("nan"))
+    if keras.get("file"):
+        return f"| model.keras (fp32) | {(dest / keras['file']).stat().st_size / 1e6:.2f} MB | {acc:.2%} | - | - |"
+    return (f"| model.keras (fp32; not shipped, sha256 `{keras['sha256'][:12]}…`) | {keras.get('size_bytes', 0) / 1e6:.2f} MB "
+            f"| {acc:.2%} | - | - |")
 
 
 def model_card(name: str, dest: Path, entry: dict) -> str:
-    meta = read_metadata(dest / "model.keras")
+    meta = _training_metadata(dest)
     rep = json.loads((dest / "report" / "report.json").read_text()) if (dest / "report" / "report.json").exists() else {}
     ex = meta.extra
     cfg = ex.get("config", {})
@@ -118,7 +150,7 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
         f"## Results on the PrivateTest split ({next(iter(entry['artifacts'].values()))['n_test']:,} images, "
         f"{'FER+ majority labels' if meta.label_set == 'ferplus8' else 'FER-2013 labels'})", "",
         "| artifact | size | accuracy | agreement with Keras | max prob. diff |", "|---|---|---|---|---|",
-        f"| model.keras (fp32) | {(dest / 'model.keras').stat().st_size / 1e6:.2f} MB | {entry['keras'].get('test_accuracy', float('nan')):.2%} | - | - |",
+        _keras_row(dest, entry["keras"]),
     ]
     for key, a in entry["artifacts"].items():
         lines.append(f"| {a['file']} | {a['size_bytes'] / 1e6:.2f} MB | {a['test_accuracy']:.2%} | {a['agreement_with_keras']:.2%} | {a['max_prob_diff']:.3f} |")
@@ -129,6 +161,10 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
                   "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
         for lab, m in test.get("per_class", {}).items():
             lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    if not entry["keras"].get("file"):
+        lines += ["", "The fp32 Keras model is not in the package (too large to ship); every artifact above was exported "
+                  "from it and validated against it on the full split. The training metadata is in "
+                  "[`report/metadata.json`](report/metadata.json); the README's Reproduce section rebuilds the model."]
     lines += ["", "Report and figures: [`report/`](report/) (curves, confusion matrices, examples, class distribution)."
               + (" The starting model's training log and curves: [`report/start/`](report/start/)."
                  if (dest / "report" / "start").is_dir() else ""), "",
@@ -191,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", nargs="*", default=DEFAULT_ARTIFACTS, help="FORMAT:PRECISION list (default: %(default)s)")
     p.add_argument("--data", default=None, help="dataset for calibration and validation (default: the training data)")
     p.add_argument("--n-calib", type=int, default=2000)
+    p.add_argument("--no-keras", dest="ship_keras", action="store_false",
+                   help="leave model.keras out of the package (record its SHA-256, size and accuracy only)")
     p.add_argument("--cards-only", action="store_true", help="only rewrite the model cards of every bundled model")
     a = p.parse_args(argv)
     if a.cards_only:
@@ -198,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.run is None or a.name is None:
         p.error("RUN and --name are required")
-    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib)
+    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras)
     return 0
 
 

@@ -68,10 +68,15 @@ def resolve_model(model: str | Path | None, backend: str = "auto", providers: li
         if avail.get(runtime) != "ok":
             tried.append(f"{runtime}: {avail.get(runtime, 'unknown backend')}")
             continue
-        if b == "keras" and entry.get("keras"):
-            path = MODELS_DIR / name / entry["keras"]["file"]
-            _verify(path, entry["keras"]["sha256"])
-            return path
+        if b == "keras":
+            keras_entry = entry.get("keras") or {}
+            if keras_entry.get("file"):
+                path = MODELS_DIR / name / keras_entry["file"]
+                _verify(path, keras_entry["sha256"])
+                return path
+            tried.append(f"keras: model {name!r} ships without its Keras model (only "
+                         f"{', '.join(sorted(entry['artifacts'])) or 'no artifacts'}); use backend litert or onnxruntime")
+            continue
         for fmt_name, precision in PREFERENCE.get(b, []):
             art = entry["artifacts"].get(f"{fmt_name}_{precision}")
             if art:

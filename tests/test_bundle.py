@@ -1,0 +1,67 @@
+"""Bundling a finished run into the package, including a model shipped without its Keras file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_emotion.errors import BackendUnavailableError
+from edge_emotion.metadata import read_metadata, sha256_file
+
+
+@pytest.fixture()
+def models_dir(tmp_path, monkeypatch):
+    """An empty models folder that the runtime's zoo reads instead of the package's."""
+    from edge_emotion.runtime import zoo
+
+    d = tmp_path / "models"
+    monkeypatch.setattr(zoo, "MODELS_DIR", d)
+    monkeypatch.setattr(zoo, "INDEX", d / "index.json")
+    zoo.load_index.cache_clear()
+    yield d
+    zoo.load_index.cache_clear()
+
+
+def test_bundle_without_keras(tiny_run, models_dir):
+    """--no-keras: the artifacts come from the run's model and are validated against it; the package gets
+    the artifacts, the report and the card, and the index records the Keras model it no longer holds."""
+    from edge_emotion.export.bundle import bundle, main, write_cards
+    from edge_emotion.runtime.zoo import resolve_model
+
+    # a stale copy from an earlier bundling of the same name must not survive
+    (models_dir / "tiny").mkdir(parents=True)
+    (models_dir / "tiny" / "model.keras").write_bytes(b"old")
+    bundle(tiny_run, "tiny", False, ["tflite:int8"], None, 64, ship_keras=False, models_dir=models_dir)
+    dest = models_dir / "tiny"
+    assert not (dest / "model.keras").exists() and not (dest / "model.keras.json").exists()
+    entry = json.loads((models_dir / "index.json").read_text())["models"]["tiny"]
+    src = tiny_run / "model.keras"
+    assert entry["keras"]["sha256"] == sha256_file(src) and entry["keras"]["size_bytes"] == src.stat().st_size
+    assert "file" not in entry["keras"] and 0.0 < entry["keras"]["test_accuracy"] <= 1.0
+    art = dest / entry["artifacts"]["tflite_int8"]["file"]
+    assert read_metadata(art).source_sha256 == entry["keras"]["sha256"]
+    assert entry["artifacts"]["tflite_int8"]["n_test"] == 3589  # validated on the full PrivateTest split
+    assert (dest / "report" / "metadata.json").is_file()
+
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "not shipped" in card and entry["keras"]["sha256"][:12] in card
+    assert f"{entry['keras']['test_accuracy']:.2%}" in card and "report/metadata.json" in card
+    # the card can be rewritten later from the index and the report alone
+    (dest / "MODEL_CARD.md").unlink()
+    write_cards(models_dir)
+    assert (dest / "MODEL_CARD.md").read_text() == card
+
+    assert resolve_model("tiny", "litert") == art
+    with pytest.raises(BackendUnavailableError, match="ships without its Keras model.*litert or onnxruntime"):
+        resolve_model("tiny", "keras")
+
+    with pytest.raises(SystemExit):  # the CLI insists on a run and a name
+        main(["--no-keras"])
+
+
+def test_bundle_refuses_an_empty_artifact_list(tmp_path, models_dir):
+    from edge_emotion.export.bundle import bundle
+
+    with pytest.raises(ValueError, match="at least one FORMAT:PRECISION"):
+        bundle(tmp_path, "tiny", False, [], None, 64, models_dir=models_dir)
