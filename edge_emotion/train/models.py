@@ -94,7 +94,7 @@ def seed_cnn(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = 
     return keras.Model(inp, _head(x, num_classes, multi_label), name="cnn")
 
 
-def _alexnet(inp_shape, num_classes, multi_label, first_kernel, first_stride, dense, name):
+def _alexnet(inp_shape, num_classes, multi_label, first_kernel, first_stride, dense, name, dense_bn=False):
     inp = keras.Input(inp_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0)(inp)
     x = layers.Conv2D(96, first_kernel, strides=first_stride, padding="valid" if first_stride > 1 else "same", activation="relu")(x)
@@ -112,7 +112,12 @@ def _alexnet(inp_shape, num_classes, multi_label, first_kernel, first_stride, de
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     x = layers.Flatten()(x)
     for _ in range(2):
-        x = layers.Dense(dense, activation="relu")(x)
+        if dense_bn:
+            x = layers.Dense(dense, use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        else:
+            x = layers.Dense(dense, activation="relu")(x)
         x = layers.Dropout(0.5)(x)
     return keras.Model(inp, _head(x, num_classes, multi_label), name=name)
 
@@ -122,9 +127,13 @@ def alexnet(input_shape=(227, 227, 3), num_classes: int = 7, multi_label: bool =
     return _alexnet(input_shape, num_classes, multi_label, 11, 4, 4096, "alexnet")
 
 
-@register("alexnet48", (48, 48, 1), 1e-4, "AlexNet's design sized for 48x48 grayscale (5x5/1 stem, same conv widths, Dense 1024 x2)")
-def alexnet48(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = False) -> keras.Model:
-    return _alexnet(input_shape, num_classes, multi_label, 5, 1, 1024, "alexnet48")
+@register("alexnet48", (48, 48, 1), 5e-4, "AlexNet's design sized for 48x48 grayscale (5x5/1 stem, same conv widths, Dense 1024 x2 with BatchNorm)")
+def alexnet48(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = False, dense_bn: bool = True) -> keras.Model:
+    """AlexNet at 48x48x1. Without normalisation its 9,216-input Dense layer blows up under Adam at 5e-4 (training
+    loss 5-11 in the first steps; on 768 FER images, 4 epochs ended at loss 3.2 and 22 % accuracy, against 1.8
+    and 37 % with BatchNorm), so by default each Dense layer is followed by BatchNorm before its ReLU;
+    ``dense_bn=False`` gives the plain layers."""
+    return _alexnet(input_shape, num_classes, multi_label, 5, 1, 1024, "alexnet48", dense_bn)
 
 
 def load_backbone_weights(base: keras.Model, weights: str, name: str) -> None:
