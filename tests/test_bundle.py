@@ -47,10 +47,15 @@ def test_bundle_without_keras(tiny_run, models_dir):
     card = (dest / "MODEL_CARD.md").read_text()
     assert "not shipped" in card and entry["keras"]["sha256"][:12] in card
     assert f"{entry['keras']['test_accuracy']:.2%}" in card and "report/metadata.json" in card
-    # the card can be rewritten later from the index and the report alone
+    # the card can be rewritten later from the index and the report alone, and names exports the gate rejected
     (dest / "MODEL_CARD.md").unlink()
     write_cards(models_dir)
     assert (dest / "MODEL_CARD.md").read_text() == card
+    rejected = {"artifact": "model_int8.onnx", "n": 3589, "agreement": 0.9019, "max_prob_diff": 0.201,
+                "accuracy_artifact": 0.5138, "accuracy_source": 0.5247, "threshold": 0.98, "passed": False}
+    (dest / "report" / "rejected_model_int8.onnx.validation.json").write_text(json.dumps(rejected))
+    write_cards(models_dir)
+    assert "`model_int8.onnx`: agreement with Keras 90.19% (gate 98%), accuracy 51.38%" in (dest / "MODEL_CARD.md").read_text()
 
     assert resolve_model("tiny", "litert") == art
     with pytest.raises(BackendUnavailableError, match="ships without its Keras model.*litert or onnxruntime"):

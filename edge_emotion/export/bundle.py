@@ -161,6 +161,7 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
                   "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
         for lab, m in test.get("per_class", {}).items():
             lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    lines += _rejected_lines(dest)
     if not entry["keras"].get("file"):
         lines += ["", "The fp32 Keras model is not in the package (too large to ship); every artifact above was exported "
                   "from it and validated against it on the full split. The training metadata is in "
@@ -207,6 +208,21 @@ def _final_weights_lines(avg: dict | None) -> list[str]:
             f"- Shipped weights: the best single epoch ({avg['best_single_epoch_val_accuracy']:.2%} on val); no weight average "
             f"beat it" + (f" (the model it started from: {start:.2%})" if start is not None else "") + ".")
     return [head, f"  Candidates scored on val (PublicTest): {tried}."]
+
+
+def _rejected_lines(dest: Path) -> list[str]:
+    """Exports that failed the validation gate and were left out; their reports are kept as
+    ``report/rejected_<file>.validation.json``."""
+    out = []
+    for f in sorted((dest / "report").glob("rejected_*.validation.json")):
+        v = json.loads(f.read_text())
+        out.append(f"- `{v['artifact']}`: agreement with Keras {v['agreement']:.2%} (gate {v['threshold']:.0%}), "
+                   f"accuracy {v['accuracy_artifact']:.2%} against {v['accuracy_source']:.2%}, max prob. diff "
+                   f"{v['max_prob_diff']:.3f} on {v['n']:,} images ([report](report/{f.name})).")
+    if not out:
+        return []
+    return ["", "Rejected by the export gate and not shipped (accuracy barely moves while agreement falls: most "
+            "likely the model's many low-margin predictions, whose top class flips under quantisation noise):", "", *out]
 
 
 def _leakage_lines(test: dict) -> list[str]:
