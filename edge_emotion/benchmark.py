@@ -293,9 +293,9 @@ def plot(rows: list[dict], out: str) -> None:
     a.set_ylabel("PrivateTest accuracy (%), each model's own labels")
     a.set_title("Accuracy vs latency")
     a.grid(alpha=0.3)
-    names = [f"{r['model'].split('/')[-1]}\n{r['format']}\n{r['precision']}" for r in ok]
+    names = [f"{r['model'].replace('/', chr(10))}\n{r['format']}\n{r['precision']}" for r in ok]  # family, labels, format
     b.bar(range(len(ok)), [r["e2e_fps"] for r in ok], color="tab:blue")
-    b.set_xticks(range(len(ok)), names, fontsize=7)
+    b.set_xticks(range(len(ok)), names, fontsize=6)
     b.set_ylabel("frames per second")
     b.set_title("End-to-end FPS (detect + classify)")
     b.grid(axis="y", alpha=0.3)
