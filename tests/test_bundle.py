@@ -29,19 +29,21 @@ def test_bundle_without_keras(tiny_run, models_dir):
     from edge_emotion.export.bundle import bundle, main, write_cards
     from edge_emotion.runtime.zoo import resolve_model
 
+    # fp32: the two-epoch tiny model is near chance, and its near-tied top classes flip under int8 noise, so an int8
+    # export of it fails the agreement gate on some runs (the gate is right to; it is not what this test is about)
     # a stale copy from an earlier bundling of the same name must not survive
     (models_dir / "tiny").mkdir(parents=True)
     (models_dir / "tiny" / "model.keras").write_bytes(b"old")
-    bundle(tiny_run, "tiny", False, ["tflite:int8"], None, 64, ship_keras=False, models_dir=models_dir)
+    bundle(tiny_run, "tiny", False, ["tflite:fp32"], None, 64, ship_keras=False, models_dir=models_dir)
     dest = models_dir / "tiny"
     assert not (dest / "model.keras").exists() and not (dest / "model.keras.json").exists()
     entry = json.loads((models_dir / "index.json").read_text())["models"]["tiny"]
     src = tiny_run / "model.keras"
     assert entry["keras"]["sha256"] == sha256_file(src) and entry["keras"]["size_bytes"] == src.stat().st_size
     assert "file" not in entry["keras"] and 0.0 < entry["keras"]["test_accuracy"] <= 1.0
-    art = dest / entry["artifacts"]["tflite_int8"]["file"]
+    art = dest / entry["artifacts"]["tflite_fp32"]["file"]
     assert read_metadata(art).source_sha256 == entry["keras"]["sha256"]
-    assert entry["artifacts"]["tflite_int8"]["n_test"] == 3589  # validated on the full PrivateTest split
+    assert entry["artifacts"]["tflite_fp32"]["n_test"] == 3589  # validated on the full PrivateTest split
     assert (dest / "report" / "metadata.json").is_file()
 
     card = (dest / "MODEL_CARD.md").read_text()
