@@ -111,3 +111,15 @@ def test_benchmark_delta_against_a_keras_row_or_the_recorded_fp32_accuracy():
     add_deltas(with_keras, full_split=True)
     assert with_keras[1]["delta_vs_fp32"] == pytest.approx(-0.01) and "fp32_reference" not in with_keras[1]
     assert "recorded in" not in to_markdown(with_keras, host_info())
+
+
+def test_benchmark_plot_from_rows(tmp_path):
+    """--plot draws accuracy-vs-latency and FPS bars from the rows (here the committed table's)."""
+    from pathlib import Path
+
+    from edge_emotion.benchmark import plot
+
+    rows = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "benchmark.json").read_text())["rows"]
+    out = tmp_path / "bench.png"
+    plot(rows, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
