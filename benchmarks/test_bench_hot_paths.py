@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_emotion.runtime.classifier import EmotionClassifier
-from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+from edge_emotion.runtime.zoo import artifact_path, load_index
 
 THREADS = 1
 DEFAULT = load_index()["default"]
@@ -43,8 +43,7 @@ def test_face_detection_640x480(benchmark, variant, frame_640x480):
 @pytest.mark.parametrize("batch", [1, 32])
 @pytest.mark.parametrize("artifact", ARTIFACTS)
 def test_classify(benchmark, artifact, batch, fer_test):
-    entry = load_index()["models"][DEFAULT]["artifacts"][artifact]
-    clf = EmotionClassifier(MODELS_DIR / DEFAULT / entry["file"], threads=THREADS)
+    clf = EmotionClassifier(artifact_path(DEFAULT, artifact), threads=THREADS)
     x = clf.preprocess([np.ascontiguousarray(c) for c in fer_test[0][:batch]])
     probs = benchmark(clf.predict, x)
     assert probs.shape == (batch, len(clf.labels))

@@ -49,28 +49,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: measure one artifact
 
 
-def discover_models(models: list[str] | None) -> list[Path]:
-    from .runtime.zoo import MODELS_DIR, load_index
+def discover_models(models: list[str] | None) -> tuple[list[Path], list[str]]:
+    """Model files to measure, and the bundled artifacts this installation lacks (``name/key``).
 
-    if models:
-        out = []
-        for m in models:
-            p = Path(m)
-            if p.exists():
-                out.append(p)
+    Default: every artifact of every bundled model plus its .keras, from the package and, in a
+    checkout, the repository's ``zoo/``; an installed wheel has only the device artifacts."""
+    from .runtime.zoo import artifacts, load_index
+
+    names = []
+    out: list[Path] = []
+    for m in models or list(load_index()["models"]):
+        if models and Path(m).exists():
+            out.append(Path(m))
+        elif m in load_index()["models"]:
+            names.append(m)
+        else:
+            raise ValueError(f"{m}: not a file and not a bundled model")
+    missing = []
+    for name in names:
+        for key, path in artifacts(name).items():
+            if key == "keras" and models:  # an explicit model name means its artifacts
                 continue
-            entry = load_index()["models"].get(m)
-            if entry is None:
-                raise ValueError(f"{m}: not a file and not a bundled model")
-            out += [MODELS_DIR / m / a["file"] for a in entry["artifacts"].values()]
-        return out
-    out = []
-    for name, entry in load_index()["models"].items():
-        keras_file = MODELS_DIR / name / "model.keras"
-        if keras_file.exists():
-            out.append(keras_file)
-        out += [MODELS_DIR / name / a["file"] for a in entry["artifacts"].values()]
-    return out
+            if path is None:
+                missing.append(f"{name}/{key}")
+            else:
+                out.append(path)
+    return out, missing
 
 
 def _percentile_ms(ts: list[float], q: float) -> float:
@@ -201,8 +205,10 @@ def run(args) -> list[dict]:
     from .runtime.backends import available_backends
 
     avail = available_backends()
-    rows = []
-    for path in discover_models(args.models):
+    paths, missing = discover_models(args.models)
+    rows = [{"file": m, "status": "skipped: not installed (the wheel carries only device artifacts; the rest is in the "
+             "repository's zoo/)"} for m in missing]
+    for path in paths:
         fmt = format_for_path(path)
         if args.backends and fmt.backend not in args.backends:
             continue
@@ -214,9 +220,16 @@ def run(args) -> list[dict]:
     # the TensorRT row is shown even when no engine could be built here
     if not any(r.get("format") == "engine" for r in rows) and (not args.backends or "tensorrt" in args.backends):
         rows.append({"file": "-", "format": "engine", "precision": "fp16", "backend": "tensorrt",
-                     "status": f"skipped: {avail.get('tensorrt')}"})
+                     "status": "skipped: " + tensorrt_skip_reason(avail)})
     add_deltas(rows, full_split=args.limit is None)
     return rows
+
+
+def tensorrt_skip_reason(avail: dict[str, str]) -> str:
+    """Why the benchmark has no measured TensorRT row: the runtime's reason, or no engine among the models."""
+    if avail.get("tensorrt") != "ok":
+        return str(avail.get("tensorrt"))
+    return "no .engine among the models: build one on this GPU with edge-emotion export MODEL.keras --format engine"
 
 
 def add_deltas(rows: list[dict], full_split: bool) -> None:
@@ -234,13 +247,15 @@ def add_deltas(rows: list[dict], full_split: bool) -> None:
 
 
 def _recorded_keras_accuracy(path: Path) -> float | None:
-    from .runtime.zoo import MODELS_DIR, load_index
+    from .runtime.zoo import MODELS_DIR, ZOO_DIR, load_index
 
-    try:
-        name = path.resolve().relative_to(MODELS_DIR.resolve()).parts[0]
-    except ValueError:  # not a bundled file
-        return None
-    return ((load_index()["models"].get(name) or {}).get("keras") or {}).get("test_accuracy")
+    for root in (MODELS_DIR, ZOO_DIR):
+        try:
+            name = path.resolve().relative_to(root.resolve()).parts[0]
+        except ValueError:  # not a bundled file
+            continue
+        return ((load_index()["models"].get(name) or {}).get("keras") or {}).get("test_accuracy")
+    return None
 
 
 def _fmt(v, col: str) -> str:

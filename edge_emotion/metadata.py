@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
-from .formats import format_for_path
+from .formats import format_by_name, format_for_path, has_magic
 
 __all__ = ["ModelMetadata", "read_metadata", "sha256_file", "TFLITE_METADATA_NAME", "ONNX_METADATA_KEY"]
 
@@ -128,7 +128,7 @@ def sidecar_path(path: str | Path) -> Path:
 # ---------------------------------------------------------------- readers
 def _read_tflite(path: Path) -> ModelMetadata:
     data = path.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
+    if not has_magic(format_by_name("tflite"), data):
         raise ModelError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); the file is damaged or not a .tflite")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -149,7 +149,7 @@ def write_tflite_metadata(path: str | Path, meta: ModelMetadata) -> None:
     """
     path = Path(path)
     data = path.read_bytes()
-    if data[4:8] != b"TFL3":
+    if not has_magic(format_by_name("tflite"), data):
         raise ModelError(f"{path}: not a TFLite flatbuffer")
     try:  # strip a previous zip section
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -208,8 +208,8 @@ def read_metadata(path: str | Path) -> ModelMetadata:
     fmt = format_for_path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    if fmt.name == "tflite":
-        return _read_tflite(path)
-    if fmt.name == "onnx":
-        return _read_onnx(path)
-    return _read_sidecar(path)
+    return _READERS[fmt.metadata_kind](path)
+
+
+# Format.metadata_kind -> reader: the format table says where each format keeps its metadata
+_READERS = {"tflite_zip": _read_tflite, "onnx_props": _read_onnx, "sidecar": _read_sidecar}

@@ -65,6 +65,13 @@ def detector():
 
 
 @pytest.fixture(scope="session")
+def face_box(detector, astronaut) -> tuple[int, int, int, int]:
+    """The sample photo's one face, (x, y, w, h) in pixels, as the default pipeline finds it."""
+    (face,) = detector.detect(astronaut)
+    return face.box
+
+
+@pytest.fixture(scope="session")
 def fer_test(fer_npz):
     with np.load(fer_npz) as d:
         return d["x_test"], d["y_test"]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["detect", "info", "train", "evaluate", "export", "video", "camera", "benchmark"]
+COMMANDS = ["detect", "info", "train", "evaluate", "export", "export-detector", "video", "camera", "benchmark", "doctor"]
 
 
 def run(*args, check=False):
@@ -69,9 +69,11 @@ def test_info_shows_the_metadata():
 
 def test_benchmark_one_table_for_an_artifact(tmp_path, fer_npz, scenes):
     """`edge-emotion benchmark` on a small slice: a measured row per artifact, plus the TensorRT row that says why."""
-    from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+    from edge_emotion.benchmark import tensorrt_skip_reason
+    from edge_emotion.runtime.backends import available_backends
+    from edge_emotion.runtime.zoo import artifact_path, load_index
 
-    model = MODELS_DIR / load_index()["default"] / "model_int8.tflite"
+    model = artifact_path(load_index()["default"], "tflite_int8")
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     r = run("benchmark", "--models", str(model), "--data", str(fer_npz), "--limit", "400", "--frames", "10",
             "--repeats", "20", "--warmup", "2", "--json", str(out_json), "--markdown", str(out_md))
@@ -82,7 +84,10 @@ def test_benchmark_one_table_for_an_artifact(tmp_path, fer_npz, scenes):
     assert 0.3 < row["accuracy_without_train_copies"] <= 1  # the slice holds PrivateTest images copied from Training
     assert 0 < row["p50_ms_b1"] <= row["p95_ms_b1"] and row["faces_per_s"] > 0 and row["e2e_fps"] > 0
     trt = next(x for x in rows if x.get("format") == "engine")
-    assert trt["status"] == "ok" or trt["status"].startswith("skipped: ")
+    # no .engine was asked for, so the row must say why there is none: the runtime's reason here, or
+    # (on a GPU machine with TensorRT) that no engine was built
+    assert trt["status"] == "skipped: " + tensorrt_skip_reason(available_backends())
+    assert trt["status"] != "skipped: ok" and len(trt["status"]) > len("skipped: ") + 10
     md = out_md.read_text()
     assert "| tflite | int8 | litert |" in md and f"{row['accuracy']:.2%}" in md and "| engine | fp16 | tensorrt |" in md
 
@@ -91,11 +96,11 @@ def test_benchmark_delta_against_a_keras_row_or_the_recorded_fp32_accuracy():
     """A model shipped without its .keras still gets its int8-vs-fp32 delta, from the accuracy recorded at
     bundling, marked as such; on a slice (--limit) that recorded full-split figure would not compare."""
     from edge_emotion.benchmark import add_deltas, host_info, to_markdown
-    from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+    from edge_emotion.runtime.zoo import artifact_path, load_index
 
     name = load_index()["default"]
     recorded = load_index()["models"][name]["keras"]["test_accuracy"]
-    art = str(MODELS_DIR / name / "model_int8.tflite")
+    art = str(artifact_path(name, "tflite_int8"))
     rows = [{"model": "m/fer7", "file": art, "format": "tflite", "accuracy": 0.70}]
     add_deltas(rows, full_split=True)
     assert rows[0]["delta_vs_fp32"] == pytest.approx(0.70 - recorded) and rows[0]["fp32_reference"] == "recorded"
@@ -123,3 +128,23 @@ def test_benchmark_plot_from_rows(tmp_path):
     out = tmp_path / "bench.png"
     plot(rows, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_tensorrt_row_reason_on_a_gpu_machine_without_an_engine():
+    """With TensorRT usable but no .engine among the models, the row says to build one (never 'skipped: ok')."""
+    from edge_emotion.benchmark import tensorrt_skip_reason
+
+    assert "edge-emotion export" in tensorrt_skip_reason({"tensorrt": "ok"})
+    assert tensorrt_skip_reason({"tensorrt": "no NVIDIA GPU"}) == "no NVIDIA GPU"
+
+
+def test_cli_choices_come_from_the_format_table():
+    from edge_emotion.cli import build_parser
+    from edge_emotion.formats import FORMATS, all_precisions, backend_names
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    export = {a.dest: a for a in sub["export"]._actions}
+    assert tuple(export["format"].choices) == tuple(f.name for f in FORMATS if f.name != "keras")
+    assert tuple(export["precision"].choices) == all_precisions()
+    detect = {a.dest: a for a in sub["detect"]._actions}
+    assert tuple(detect["backend"].choices) == ("auto", "fastest", *backend_names())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_emotion.metadata import read_metadata
-from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+from edge_emotion.runtime.zoo import artifact_path, load_index
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,9 @@ def source(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("export")
     name = load_index()["default"]
-    for f in ("model.keras", "model.keras.json"):
-        shutil.copy(MODELS_DIR / name / f, d / f)
+    keras = artifact_path(name, "keras")
+    for f in (keras, keras.with_name(keras.name + ".json")):
+        shutil.copy(f, d / f.name)
     return d / "model.keras"
 
 
@@ -56,7 +57,7 @@ def test_int8_tflite_is_full_integer(source, fer_npz):
     assert dt["io"] == {"int8"}
     assert "float32" not in dt["activations"] and "float16" not in dt["activations"]
     # and the bundled one too
-    bundled = MODELS_DIR / load_index()["default"] / "model_int8.tflite"
+    bundled = artifact_path(load_index()["default"], "tflite_int8")
     assert tensor_dtypes(bundled)["io"] == {"int8"} and "float32" not in tensor_dtypes(bundled)["activations"]
 
 
@@ -93,7 +94,7 @@ def test_engine_export_says_why_without_a_gpu(source, capsys):
 def test_evaluate_takes_exported_artifacts(fer_npz):
     from edge_emotion.evaluate import evaluate_file
 
-    path = MODELS_DIR / load_index()["default"] / "model_int8.tflite"
+    path = artifact_path(load_index()["default"], "tflite_int8")
     r = evaluate_file(path, fer_npz, "test", limit=500, tta=True)
     assert r.n == 500 and 0.3 < r.accuracy <= 1 and r.tta_accuracy is not None
     assert sum(m["support"] for m in r.per_class.values()) == 500

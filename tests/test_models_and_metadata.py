@@ -11,7 +11,7 @@ from edge_emotion.errors import BackendUnavailableError, ModelError
 from edge_emotion.formats import FORMATS, artifact_name, format_by_name, format_for_path
 from edge_emotion.metadata import ModelMetadata, read_metadata, write_tflite_metadata
 from edge_emotion.runtime.backends import BACKENDS, load_backend
-from edge_emotion.runtime.zoo import MODELS_DIR, load_index, resolve_model
+from edge_emotion.runtime.zoo import MODELS_DIR, artifact_path, load_index, resolve_model
 
 
 def test_every_format_has_a_backend_and_an_exporter():
@@ -33,9 +33,8 @@ def test_bundled_default_exists_and_carries_its_metadata():
     index = load_index()
     assert index["default"] in index["models"]
     for name, entry in index["models"].items():
-        for key, art in entry["artifacts"].items():
-            path = MODELS_DIR / name / art["file"]
-            meta = read_metadata(path)
+        for key in entry["artifacts"]:
+            meta = read_metadata(artifact_path(name, key))
             assert meta.labels == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"] or meta.label_set != "fer7"
             assert f"{meta.format}_{meta.precision}" == key
             assert meta.input_size == (48, 48) and meta.color == "gray"
@@ -182,3 +181,35 @@ def test_keras_model_with_code_in_it_is_refused(tmp_path):
     keras.Model(inp, out).save(path)
     with pytest.raises(ModelError, match="Keras cannot load this model"):
         KerasBackend.load(path)
+
+
+def test_the_package_holds_only_device_artifacts_and_the_zoo_the_rest():
+    """What a wheel carries is decided by the format table: int8 TFLite, int8/fp16 ONNX in the package;
+    Keras sources, other precisions and reference models in the repository's zoo/ (found from a checkout)."""
+    from edge_emotion.formats import ships_in_package
+    from edge_emotion.runtime.zoo import ZOO_DIR, artifacts
+
+    for name, entry in load_index()["models"].items():
+        for key, path in artifacts(name).items():
+            assert path is not None, f"{name}/{key} is listed but not in this checkout"
+            fmt, _, precision = key.partition("_")
+            in_package = key != "keras" and ships_in_package(fmt, precision) and not entry.get("reference")
+            assert path.parent == (MODELS_DIR if in_package else ZOO_DIR) / name, (name, key, path)
+    packaged = {p.suffix for p in MODELS_DIR.rglob("*") if p.is_file()}
+    assert packaged <= {".json", ".md", ".tflite", ".onnx"}, packaged
+    assert not list(MODELS_DIR.rglob("*.png")) and not list(MODELS_DIR.rglob("*.keras"))
+
+
+def test_a_file_outside_the_installed_package_says_where_it_lives(tmp_path, monkeypatch):
+    """From a wheel (no zoo/ beside the package) a request for a repository-only file fails with one line."""
+    from edge_emotion.runtime import zoo
+
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path / "no-zoo")
+    name = load_index()["default"]
+    assert artifact_path(name, "tflite_int8").parent == MODELS_DIR / name  # device artifacts still resolve
+    with pytest.raises(ModelError, match=rf"lives in the edge-emotion repository under zoo/{name}/") as e:
+        artifact_path(name, "tflite_fp32")
+    assert "\n" not in str(e.value)
+    with pytest.raises(BackendUnavailableError, match="zoo/alexnet48_fer7/"):
+        resolve_model("alexnet48_fer7", backend="litert")
+    assert zoo.artifacts(name)["keras"] is None and zoo.artifacts(name)["tflite_int8"] is not None

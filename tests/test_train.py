@@ -24,11 +24,28 @@ def test_tiny_run_produces_every_report_artifact(tiny_run, fer_npz):
     assert "git_revision" in meta["extra"] and meta["extra"]["train_wall_seconds"] > 0
     rep = json.loads((tiny_run / "report.json").read_text())
     t = rep["test"]
-    assert t["n"] == 384 and 0 <= t["accuracy"] <= 1
+    conf = np.array(t["confusion"])
+    assert t["n"] == 384 and conf.sum() == 384 and conf.shape == (7, 7)
+    # the figures are the confusion matrix's, not numbers that merely look like accuracies
+    assert t["accuracy"] == pytest.approx(np.trace(conf) / 384)
     assert set(t["per_class"]) == set(meta["labels"])
-    assert np.array(t["confusion"]).sum() == 384
-    assert 0 <= t["roc_auc"]["macro"] <= 1
-    assert 0 <= t["tta_accuracy"] <= 1
+    for k, lab in enumerate(meta["labels"]):
+        assert t["per_class"][lab]["support"] == conf[k].sum()
+        if conf[k].sum():
+            assert t["per_class"][lab]["recall"] == pytest.approx(conf[k, k] / conf[k].sum())
+    per_class_auc = [t["roc_auc"][lab] for lab in meta["labels"] if lab in t["roc_auc"]]
+    assert per_class_auc and t["roc_auc"]["macro"] == pytest.approx(np.mean(per_class_auc))
+    # flip-TTA re-computed from the saved model: mean of the image's and its mirror's probabilities
+    import keras
+
+    from edge_emotion.train.data import load_dataset
+    from edge_emotion.train.trainer import to_model_input
+
+    test = load_dataset(str(fer_npz), "fer7", None, "majority", 384)["test"]
+    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    x = np.asarray(to_model_input(test.x, (48, 48, 1)))
+    p = np.asarray(model.predict(x, verbose=0)) + np.asarray(model.predict(x[:, :, ::-1], verbose=0))
+    assert t["tta_accuracy"] == pytest.approx(float((p.argmax(1) == test.hard_labels).mean()), abs=1.5 / 384)
     with open(tiny_run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and all(float(r["epoch_seconds"]) > 0 for r in rows)
@@ -38,7 +55,8 @@ def test_tiny_run_produces_every_report_artifact(tiny_run, fer_npz):
     avg = meta["extra"]["final_weights"]
     assert {c["name"] for c in avg["candidates"]} == {"best epoch + BN refresh", "average of epochs 1-2",
                                                       "average of epochs 1-2 + BN refresh"}
-    assert all(0 <= c["val_accuracy"] <= 1 for c in avg["candidates"])
+    # each candidate was scored on the 384 val images: a whole number of correct answers each
+    assert all(c["val_accuracy"] * 384 == pytest.approx(round(c["val_accuracy"] * 384), abs=1e-6) for c in avg["candidates"])
     chosen = avg["chosen"]
     assert chosen is None or chosen["val_accuracy"] > avg["best_single_epoch_val_accuracy"]
     # the saved model is the winner: it scores on val exactly what the metadata (and the card) say
@@ -290,8 +308,12 @@ def test_weight_averaging_phase_continues_a_trained_model(tiny_run, tmp_path, fe
     assert got.count_params() == src.count_params()  # the same model (width 8), not a fresh default-width one
     w_src, w_got = src.get_layer("s1c1").get_weights()[0], got.get_layer("s1c1").get_weights()[0]
     assert np.corrcoef(w_src.ravel(), w_got.ravel())[0, 1] > 0.9  # continued at a low rate, not restarted
-    avg = meta["extra"]["final_weights"]  # the starting point competes with the averages on val
-    assert 0 <= avg["starting_model_val_accuracy"] <= 1
+    avg = meta["extra"]["final_weights"]  # the starting point competes with the averages on val, scored the same way
+    from edge_emotion.train.averaging import val_accuracy
+    from edge_emotion.train.data import load_dataset
+
+    val = load_dataset(str(fer_npz), "fer7", None, "majority", 256)["val"]
+    assert avg["starting_model_val_accuracy"] == pytest.approx(val_accuracy(src, val.x, val.hard_labels), abs=1e-6)
     assert avg["chosen"] is None or avg["chosen"]["val_accuracy"] > avg["starting_model_val_accuracy"]
     line = _start_lines(meta["extra"]["config"], meta["extra"])[0]
     assert "weight-averaging phase" in line and init["sha256"][:16] in line

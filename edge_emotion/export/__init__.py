@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeEmotionError, ModelError
-from ..formats import FORMATS, Format, artifact_name, format_by_name
+from ..formats import FORMATS, Format, agreement_threshold, artifact_name, format_by_name
 from ..metadata import ModelMetadata, read_metadata, sha256_file
 from .calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
-from .validate import DEFAULT_THRESHOLDS, ValidationReport, compare
+from .validate import ValidationReport, compare
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
         src = np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
         # the artifact runs through the SDK's own runtime, its own preprocessing included
         art = predict_file(out, test.x[idx])[0]
-        thr = DEFAULT_THRESHOLDS[precision] if threshold is None else threshold
+        thr = agreement_threshold(precision) if threshold is None else threshold
         report = compare(out, src, art, test.hard_labels[idx], thr)
         Path(str(out) + ".validation.json").write_text(json.dumps(report.to_dict(), indent=1))
         if not report.passed:

@@ -1,13 +1,16 @@
-"""Bundle a finished training run into the package: ``edge_emotion/models/<name>/``.
+"""Publish a finished training run: device artifacts into the package, the rest into the repository's zoo.
 
     python -m edge_emotion.export.bundle runs/edge_cnn_fer7 --name edge_cnn_fer7 --default
 
-Copies the Keras model and its report, exports and validates every artifact listed in
-``--artifacts`` on the full test split, and records each file's SHA-256, test accuracy
-(its exact floor for the regression gate) and agreement with the Keras source in
-``models/index.json``. Writes the model card. ``--no-keras`` leaves the Keras model out of
-the package (a 14 M-parameter model is 57 MB in fp32): the artifacts are still exported
-from it and validated against it, and its SHA-256, size and accuracy are recorded.
+Copies the Keras model and its report to ``zoo/<name>/``, exports and validates every
+artifact listed in ``--artifacts`` on the full test split, moves the ones a device runs (the
+format table's ``package_precisions``) into ``edge_emotion/models/<name>/`` (the wheel), and
+records each file's SHA-256, test accuracy (its exact floor for the regression gate) and
+agreement with the Keras source in ``models/index.json``. Writes the model card beside the
+packaged artifacts. ``--reference`` keeps every file of the model in the zoo (a model the
+benchmark compares against, not one a device should run). ``--no-keras`` leaves the Keras
+model out of the repository (a 14 M-parameter model is 57 MB in fp32): the artifacts are still
+exported from it and validated against it, and its SHA-256, size and accuracy are recorded.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
 
+from ..formats import ships_in_package
 from ..metadata import ModelMetadata, read_metadata, sha256_file
+from ..runtime.zoo import MODELS_DIR, ZOO_DIR
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 REPORT_FILES = ["report.md", "report.json", "curves.png", "confusion_test.png", "confusion_val.png", "examples_test.png",
                 "class_distribution.png", "samples.png", "history.csv", "config.json", "metadata.json"]
 DEFAULT_ARTIFACTS = ["tflite:int8", "tflite:fp32", "onnx:fp32", "onnx:fp16", "onnx:int8"]
@@ -32,18 +37,26 @@ LICENCE = ("Trained on FER-2013 (ICML 2013 challenge data, collected from the we
            "use only, no commercial use.")
 
 
-def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int,
-           ship_keras: bool = True, models_dir: Path = MODELS_DIR) -> dict:
-    """Export, validate and install ``run``'s model as bundled model ``name``; returns its index entry.
+def card_dir(name: str, entry: dict, models_dir: Path = MODELS_DIR, zoo_dir: Path = ZOO_DIR) -> Path:
+    """The model card goes where the model's device artifacts are (the package), else into the zoo."""
+    return zoo_dir / name if entry.get("reference") else models_dir / name
 
-    With ``ship_keras=False`` the Keras model stays in ``run``: the artifacts are exported from it
-    there, and the index records its SHA-256, size and test accuracy but no file.
+
+def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int,
+           ship_keras: bool = True, models_dir: Path = MODELS_DIR, zoo_dir: Path = ZOO_DIR,
+           reference: bool = False) -> dict:
+    """Export, validate and publish ``run``'s model as bundled model ``name``; returns its index entry.
+
+    Everything is written to ``zoo_dir/name`` first; artifacts a device runs then move to
+    ``models_dir/name`` unless ``reference``. With ``ship_keras=False`` the Keras model stays in
+    ``run``: the artifacts are exported from it there, and the index records its SHA-256, size and
+    test accuracy but no file.
     """
     from . import export_model
 
     if not artifacts:
         raise ValueError("nothing to bundle: give at least one FORMAT:PRECISION artifact")
-    dest = models_dir / name
+    dest = zoo_dir / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in ("model.keras", "model.keras.json"):
         if ship_keras:
@@ -59,12 +72,22 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     if ship_keras:
         keras_entry["file"] = "model.keras"
     entry: dict = {"label_set": read_metadata(source).label_set, "keras": keras_entry, "artifacts": {}, "accuracy_floor": {}}
+    if reference:
+        entry["reference"] = True
+    from ..doctor import int8_class, runtime_versions
+
+    # the floors below are exact on this hardware class with these runtimes (see formats.Precision.floor_tolerance)
+    entry["floor_measured_on"] = {"int8_class": int8_class(), "runtimes": runtime_versions()}
     results = []
     for spec in artifacts:
         fmt, precision = spec.split(":")
         res = export_model(source, fmt, precision, out=dest, data=data, n_calib=n_calib, n_validate=10**6,
                            show_progress=sys.stderr.isatty())
         results.append(res)
+        if not reference and ships_in_package(fmt, precision):
+            (models_dir / name).mkdir(parents=True, exist_ok=True)
+            shutil.move(res.path, models_dir / name / res.path.name)
+            res.path = models_dir / name / res.path.name
         v = res.validation
         key = f"{fmt}_{precision}"
         entry["artifacts"][key] = {"file": res.path.name, "sha256": sha256_file(res.path), "size_bytes": res.size_bytes,
@@ -79,15 +102,21 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     if make_default or not index.get("default"):
         index["default"] = name
     index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-    (dest / "MODEL_CARD.md").write_text(model_card(name, dest, entry))
+    _write_card(name, entry, models_dir, zoo_dir)
     return entry
 
 
-def write_cards(models_dir: Path = MODELS_DIR) -> None:
+def _write_card(name: str, entry: dict, models_dir: Path, zoo_dir: Path) -> None:
+    where = card_dir(name, entry, models_dir, zoo_dir)
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "MODEL_CARD.md").write_text(model_card(name, zoo_dir / name, entry, where))
+
+
+def write_cards(models_dir: Path = MODELS_DIR, zoo_dir: Path = ZOO_DIR) -> None:
     """Rewrite every bundled model's card from index.json (no re-export)."""
     index = json.loads((models_dir / "index.json").read_text())
     for name, entry in index["models"].items():
-        (models_dir / name / "MODEL_CARD.md").write_text(model_card(name, models_dir / name, entry))
+        _write_card(name, entry, models_dir, zoo_dir)
 
 
 def _training_metadata(dest: Path) -> ModelMetadata:
@@ -109,8 +138,11 @@ def _keras_row(dest: Path, keras: dict) -> str:
             f"| {acc:.2%} | - | - |")
 
 
-def model_card(name: str, dest: Path, entry: dict) -> str:
+def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) -> str:
+    """The card of model ``name`` whose repository files are in ``dest``; links are relative to ``card_at``."""
     meta = _training_metadata(dest)
+    rel = Path(os.path.relpath(dest, card_at or dest)).as_posix()
+    report = "report/" if rel == "." else f"{rel}/report/"
     rep = json.loads((dest / "report" / "report.json").read_text()) if (dest / "report" / "report.json").exists() else {}
     ex = meta.extra
     cfg = ex.get("config", {})
@@ -161,13 +193,21 @@ def model_card(name: str, dest: Path, entry: dict) -> str:
                   "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
         for lab, m in test.get("per_class", {}).items():
             lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += _rejected_lines(dest)
+    lines += _rejected_lines(dest, report)
+    if entry.get("reference"):
+        lines += ["", "A reference model: every file of it stays in the repository (`zoo/" + name + "/`), none ships in "
+                  "the wheel; the benchmark compares it with the device models."]
+    else:
+        shipped = [a["file"] for key, a in entry["artifacts"].items() if ships_in_package(*key.split("_"))]
+        lines += ["", f"In the wheel: {', '.join(f'`{f}`' for f in shipped)} (what a device runs). The Keras source, the other "
+                  f"exports and the reports stay in the repository under `zoo/{name}/`."]
     if not entry["keras"].get("file"):
-        lines += ["", "The fp32 Keras model is not in the package (too large to ship); every artifact above was exported "
+        lines += ["", "The fp32 Keras model is not in the repository (too large to keep); every artifact above was exported "
                   "from it and validated against it on the full split. The training metadata is in "
-                  "[`report/metadata.json`](report/metadata.json); the README's Reproduce section rebuilds the model."]
-    lines += ["", "Report and figures: [`report/`](report/) (curves, confusion matrices, examples, class distribution)."
-              + (" The starting model's training log and curves: [`report/start/`](report/start/)."
+                  f"[`report/metadata.json`]({report}metadata.json); the README's Reproduce section rebuilds the model."]
+    lines += ["", f"Report and figures (repository only; the example grids show FER-2013 faces): [`report/`]({report}) "
+              "(curves, confusion matrices, examples, class distribution)."
+              + (f" The starting model's training log and curves: [`report/start/`]({report}start/)."
                  if (dest / "report" / "start").is_dir() else ""), "",
               "Known limits: FER-2013 labels agree with the 10-annotator FER+ votes on only ~64 % of images (fear 15 %, disgust 35 %), "
               "so ~70-75 % is about the ceiling on these labels; disgust has 436 training images and is rarely predicted.", ""]
@@ -210,7 +250,7 @@ def _final_weights_lines(avg: dict | None) -> list[str]:
     return [head, f"  Candidates scored on val (PublicTest): {tried}."]
 
 
-def _rejected_lines(dest: Path) -> list[str]:
+def _rejected_lines(dest: Path, report: str = "report/") -> list[str]:
     """Exports that failed the validation gate and were left out; their reports are kept as
     ``report/rejected_<file>.validation.json``."""
     out = []
@@ -218,7 +258,7 @@ def _rejected_lines(dest: Path) -> list[str]:
         v = json.loads(f.read_text())
         out.append(f"- `{v['artifact']}`: agreement with Keras {v['agreement']:.2%} (gate {v['threshold']:.0%}), "
                    f"accuracy {v['accuracy_artifact']:.2%} against {v['accuracy_source']:.2%}, max prob. diff "
-                   f"{v['max_prob_diff']:.3f} on {v['n']:,} images ([report](report/{f.name})).")
+                   f"{v['max_prob_diff']:.3f} on {v['n']:,} images ([report]({report}{f.name})).")
     if not out:
         return []
     return ["", "Rejected by the export gate and not shipped (accuracy barely moves while agreement falls: most "
@@ -244,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="dataset for calibration and validation (default: the training data)")
     p.add_argument("--n-calib", type=int, default=2000)
     p.add_argument("--no-keras", dest="ship_keras", action="store_false",
-                   help="leave model.keras out of the package (record its SHA-256, size and accuracy only)")
+                   help="leave model.keras out of the repository (record its SHA-256, size and accuracy only)")
+    p.add_argument("--reference", action="store_true",
+                   help="a reference model: keep every file in the repository's zoo/, ship nothing in the wheel")
     p.add_argument("--cards-only", action="store_true", help="only rewrite the model cards of every bundled model")
     a = p.parse_args(argv)
     if a.cards_only:
@@ -252,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.run is None or a.name is None:
         p.error("RUN and --name are required")
-    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras)
+    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras, reference=a.reference)
     return 0
 
 

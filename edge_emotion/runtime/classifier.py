@@ -32,6 +32,10 @@ class EmotionClassifier:
         self.labels = list(self.meta.labels)
         self._checked_outputs = False
 
+    def close(self) -> None:
+        """Release the backend's native resources (GPU buffers on TensorRT); idempotent."""
+        self.backend.close()
+
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """BGR uint8 crops (any size) -> normalised float32 NHWC batch at the model's input size."""
         h, w = self.meta.input_size

@@ -36,7 +36,10 @@ class EmotionDetector:
         model: ``None`` for the bundled default, a bundled model name, or a path to a
             ``.tflite`` / ``.onnx`` / ``.engine`` (or ``.keras`` with the train extra) file.
         backend: ``auto`` (from the file's suffix and what is installed), ``litert``,
-            ``onnxruntime`` or ``tensorrt``.
+            ``onnxruntime`` or ``tensorrt``; or ``fastest``: for a bundled model, the backend and
+            artifact measured fastest on this device, measured once and cached per device and model
+            (:func:`edge_emotion.doctor.fastest_backend`); for a model file, the same as ``auto``
+            (a file runs on the one backend its format names).
         face_detector: ``auto`` (BlazeFace full-range, Haar fallback), ``blazeface_full``,
             ``blazeface_short``, ``haar``, or a :class:`FaceDetector` instance.
         threads: CPU threads for each runtime (default: up to 4).
@@ -59,7 +62,12 @@ class EmotionDetector:
                  threads: int | None = None, providers: list | None = None, margin: float | None = None,
                  align: bool = False, min_face_score: float | None = None, max_faces: int = 64,
                  shift_y: float | None = None) -> None:
-        path = resolve_model(model, backend, providers)
+        if backend == "fastest":  # measured once per device and model, then cached (edge_emotion.doctor)
+            from ..doctor import resolve_fastest
+
+            backend, path, providers = resolve_fastest(model, threads=threads, providers=providers)
+        else:
+            path = resolve_model(model, backend, providers)
         self.classifier = EmotionClassifier(path, backend, threads=threads, providers=providers)
         self.metadata = self.classifier.meta
         self.model_path = path
@@ -78,6 +86,21 @@ class EmotionDetector:
     @property
     def labels(self) -> list[str]:
         return self.classifier.labels
+
+    def close(self) -> None:
+        """Release the runtimes' native resources (TensorRT GPU buffers and streams) of the classifier and
+        the face detector. Idempotent; CPU runtimes need no closing. ``with EmotionDetector(...) as d:``
+        closes on exit."""
+        self.classifier.close()
+        det_backend = getattr(self.face_detector, "backend", None)
+        if det_backend is not None:
+            det_backend.close()
+
+    def __enter__(self) -> "EmotionDetector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ public API
     def detect(self, frame: np.ndarray) -> list[Face]:

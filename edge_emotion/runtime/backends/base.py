@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelError
+from ...formats import format_for_path
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class Backend(ABC):
     def version(self) -> str:
         return "unknown"
 
+    def close(self) -> None:
+        """Release what the runtime holds outside Python's memory (GPU buffers, streams). Idempotent;
+        a no-op for CPU runtimes, whose memory the garbage collector frees."""
+
     def _check_batch(self, batch: np.ndarray) -> np.ndarray:
         if not isinstance(batch, np.ndarray) or batch.ndim != 4:
             raise ValueError(f"{self.path.name}: batch must be a 4-D NHWC array, got {getattr(batch, 'shape', type(batch))}")
@@ -55,9 +60,13 @@ class Backend(ABC):
         return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-def check_file(path: str | Path, magic: bytes | None = None, offset: int = 0, kind: str = "model") -> Path:
-    """Fail early with a readable message for a missing, empty or wrong-type model file."""
+def check_file(path: str | Path, kind: str = "model") -> Path:
+    """Fail early with a readable message for a missing, empty or wrong-type model file.
+
+    The header bytes every file of the format has come from the format table (:mod:`edge_emotion.formats`)."""
     p = Path(path)
+    fmt = format_for_path(p)
+    magic, offset = fmt.magic, fmt.magic_offset
     if not p.is_file():
         raise ModelError(f"{p}: {kind} file not found")
     size = p.stat().st_size

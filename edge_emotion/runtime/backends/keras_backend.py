@@ -18,7 +18,7 @@ class KerasBackend(Backend):
 
     @classmethod
     def load(cls, path, threads=None, providers=None):
-        path = check_file(path, b"PK", 0, "Keras (.keras zip)")
+        path = check_file(path, "Keras (.keras zip)")
         try:
             import keras
         except ImportError:

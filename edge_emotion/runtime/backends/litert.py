@@ -48,7 +48,7 @@ class LiteRTBackend(Backend):
 
     @classmethod
     def load(cls, path, threads=None, providers=None):
-        path = check_file(path, b"TFL3", 4, "TFLite model")
+        path = check_file(path, "TFLite model")
         Interpreter, runtime = _interpreter_class()
         threads = threads or min(4, os.cpu_count() or 1)
         try:

