@@ -206,8 +206,7 @@ def run(args) -> list[dict]:
 
     avail = available_backends()
     paths, missing = discover_models(args.models)
-    rows = [{"file": m, "status": "skipped: not installed (the wheel carries only device artifacts; the rest is in the "
-             "repository's zoo/)"} for m in missing]
+    rows = [missing_row(m) for m in missing]
     for path in paths:
         fmt = format_for_path(path)
         if args.backends and fmt.backend not in args.backends:
@@ -223,6 +222,14 @@ def run(args) -> list[dict]:
                      "status": "skipped: " + tensorrt_skip_reason(avail)})
     add_deltas(rows, full_split=args.limit is None)
     return rows
+
+
+def missing_row(name_key: str) -> dict:
+    """The row of a bundled artifact this installation lacks (``name/key``, e.g. ``edge_cnn_fer7/tflite_fp32``)."""
+    name, key = name_key.split("/")
+    fmt, _, precision = key.partition("_")
+    return {"model": name, "file": name_key, "format": fmt, "precision": precision or "fp32",
+            "status": f"skipped: not installed (the wheel carries only device artifacts; it is in the repository under zoo/{name}/)"}
 
 
 def tensorrt_skip_reason(avail: dict[str, str]) -> str:

@@ -148,3 +148,18 @@ def test_cli_choices_come_from_the_format_table():
     assert tuple(export["precision"].choices) == all_precisions()
     detect = {a.dest: a for a in sub["detect"]._actions}
     assert tuple(detect["backend"].choices) == ("auto", "fastest", *backend_names())
+
+
+def test_benchmark_from_a_wheel_lists_what_it_cannot_measure(tmp_path, monkeypatch):
+    """Without the repository's zoo/ (an installed wheel) the benchmark measures the device artifacts and gives the
+    others a row that says where they live, instead of failing on a missing file."""
+    from edge_emotion.benchmark import discover_models, host_info, missing_row, to_markdown
+    from edge_emotion.runtime import zoo
+
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path / "no-zoo")
+    paths, missing = discover_models(None)
+    assert paths and all(p.parent.parent == zoo.MODELS_DIR for p in paths)
+    assert {"edge_cnn_fer7/keras", "edge_cnn_fer7/tflite_fp32", "alexnet48_fer7/tflite_fp16"} <= set(missing)
+    row = missing_row("edge_cnn_fer7/tflite_fp32")
+    assert (row["format"], row["precision"]) == ("tflite", "fp32") and "zoo/edge_cnn_fer7/" in row["status"]
+    assert "| tflite | fp32 |" in to_markdown([row], host_info())

@@ -93,8 +93,9 @@ def load_keras_with_metadata(path: Path):
 
     from ..train.models import float32_copy
 
-    if path.suffix != ".keras":
-        raise ModelError(f"{path}: export starts from a trained .keras model")
+    keras_fmt = format_by_name("keras")
+    if path.suffix != keras_fmt.suffix:
+        raise ModelError(f"{path}: export starts from a trained {keras_fmt.suffix} model")
     meta = read_metadata(path)
     try:
         model = keras.saving.load_model(str(path), safe_mode=True, compile=False)

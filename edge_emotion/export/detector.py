@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeEmotionError
+from ..formats import format_by_name
 from ..runtime.face_detection.base import iou_xywh
 from ..runtime.face_detection.blazeface import CONFIGS, BlazeFaceDetector, weights_path
 
@@ -30,11 +31,11 @@ def export_detector(variant: str = "full", format: str = "onnx", out: str | Path
     if variant not in CONFIGS:
         raise ValueError(f"variant must be one of {sorted(CONFIGS)}")
     src = weights_path(variant)
-    name = Path(src.name).with_suffix(".onnx" if format == "onnx" else ".engine")
+    name = Path(src.name).with_suffix(format_by_name(format).suffix)
     out = Path(out) if out else name
     if out.is_dir():
         out = out / name
-    onnx_path = out if format == "onnx" else out.with_suffix(".onnx")
+    onnx_path = out if format == "onnx" else out.with_suffix(format_by_name("onnx").suffix)
     proto, _ = tf2onnx.convert.from_tflite(str(src), opset=17)
     if format == "engine" and precision == "fp16":
         from .onnx import to_fp16
