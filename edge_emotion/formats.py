@@ -15,7 +15,6 @@ __all__ = ["Format", "FORMATS", "Precision", "PRECISIONS", "BACKEND_PREFERENCE",
            "all_precisions", "backend_names", "has_magic", "ships_in_package", "agreement_threshold"]
 
 
-
 @dataclass(frozen=True)
 class Precision:
     """One numeric precision an artifact can have."""

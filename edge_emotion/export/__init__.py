@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeEmotionError, ModelError
-from ..formats import FORMATS, Format, agreement_threshold, artifact_name, format_by_name
-from ..metadata import ModelMetadata, read_metadata, sha256_file
+from ..formats import Format, agreement_threshold, artifact_name, format_by_name
+from ..metadata import read_metadata, sha256_file
 from .calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from .validate import ValidationReport, compare
 
