@@ -43,7 +43,7 @@ test: dev-venv
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests benchmarks --benchmark-disable
 
 test-arm64: dev-venv
-	bash tests/arm64/run.sh
+	EDGE_EMOTION_X86_PYTHON=$(VENV)/bin/python bash tests/arm64/run.sh
 
 benchmark: dev-venv
 	$(VENV)/bin/edge-emotion benchmark --soak 10000 --json benchmarks/results/benchmark.json \

@@ -27,7 +27,7 @@ def _cannot_run() -> str | None:
     if sys.platform != "linux" or platform.machine() != "x86_64":
         return f"needs an x86_64 Linux host to emulate aarch64 on (this is {sys.platform}/{platform.machine()})"
     if os.geteuid() != 0:
-        return "needs root: apt-get, debootstrap and a private mount namespace for an ARM /proc/cpuinfo"
+        return "needs root: apt-get installs qemu-user-static and debootstrap"
     missing = [pkg for tool, pkg in (("qemu-aarch64-static", "qemu-user-static"), ("debootstrap", "debootstrap"))
                if shutil.which(tool) is None]
     if missing and shutil.which("apt-get") is None:
