@@ -24,9 +24,10 @@ $(VENV)/.stamp: pyproject.toml constraints.txt
 
 dev-venv: $(VENV)/.stamp
 
-wheel: dev-venv
+# built from the source tree by the system Python (no dev venv needed): build/ is cleared so no stale file leaks in
+wheel:
 	rm -rf build dist
-	$(VENV)/bin/python -m pip wheel $(PIP_FLAGS) --no-deps -w dist .
+	$(PYTHON) -m pip wheel $(PIP_FLAGS) --no-deps -w dist .
 	rm -rf build
 
 # what a device installs: the wheel, with its declared dependencies and nothing else
