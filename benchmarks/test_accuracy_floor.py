@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge_emotion.doctor import int8_class, runtime_versions
+from edge_emotion.doctor import RUNTIMES, int8_class, runtime_versions
 from edge_emotion.evaluate import evaluate_file
-from edge_emotion.formats import PRECISIONS
+from edge_emotion.formats import PRECISIONS, format_by_name, split_artifact_key
 from edge_emotion.runtime.zoo import artifact_path, load_index
 
 from .conftest import SHARED
@@ -24,11 +24,13 @@ CASES = [(name, key) for name, e in load_index()["models"].items() for key in e[
 def floor_tolerance(entry: dict, key: str) -> float:
     """0 on the hardware class and runtime versions the floor was recorded with, else the precision's tolerance."""
     recorded = entry.get("floor_measured_on") or {}
-    here = {"int8_class": int8_class(), "runtimes": runtime_versions()}
-    runtime = {"tflite": "ai-edge-litert", "onnx": "onnxruntime"}.get(key.split("_")[0])
-    same = recorded.get("int8_class") == here["int8_class"] and (
-        runtime is None or (recorded.get("runtimes") or {}).get(runtime) == here["runtimes"].get(runtime))
-    return 0.0 if same else PRECISIONS[key.split("_")[1]].floor_tolerance
+    fmt, precision = split_artifact_key(key)
+    # the runtimes that can run this format (doctor's table), each at the version recorded with the floor
+    runtimes = [name for name, _, backend, _ in RUNTIMES if backend == format_by_name(fmt).backend]
+    here = runtime_versions()
+    same = recorded.get("int8_class") == int8_class() and all(
+        (recorded.get("runtimes") or {}).get(r) == here.get(r) for r in runtimes)
+    return 0.0 if same else PRECISIONS[precision].floor_tolerance
 
 
 def test_tolerance_is_exact_only_where_the_floor_was_recorded():

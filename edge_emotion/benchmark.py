@@ -226,9 +226,11 @@ def run(args) -> list[dict]:
 
 def missing_row(name_key: str) -> dict:
     """The row of a bundled artifact this installation lacks (``name/key``, e.g. ``edge_cnn_fer7/tflite_fp32``)."""
+    from .formats import split_artifact_key
+
     name, key = name_key.split("/")
-    fmt, _, precision = key.partition("_")
-    return {"model": name, "file": name_key, "format": fmt, "precision": precision or "fp32",
+    fmt, precision = split_artifact_key(key)
+    return {"model": name, "file": name_key, "format": fmt, "precision": precision,
             "status": f"skipped: not installed (the wheel carries only device artifacts; it is in the repository under zoo/{name}/)"}
 
 

@@ -54,7 +54,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BackendUnavailableError, ModelError
-from .formats import BACKEND_PREFERENCE, format_for_path
+from .formats import BACKEND_PREFERENCE, artifact_key, format_for_path, split_artifact_key
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +555,7 @@ def _candidates(model: str | Path | None, include_keras: bool) -> tuple[str, lis
     name = _model_name(model)
     arts = artifacts(name)
     for b in ("litert", "onnxruntime", "onnxruntime-gpu"):
-        keys = [f"{f}_{p}" for f, p in BACKEND_PREFERENCE[b] if f"{f}_{p}" in arts]
+        keys = [k for k in (artifact_key(*fp) for fp in BACKEND_PREFERENCE[b]) if k in arts]
         if b == "onnxruntime-gpu" and not has_cuda:
             if avail.get("onnxruntime") == "ok":
                 out.append(_Candidate(b, "onnx_*", None, GPU_PROVIDERS, no_cuda))
@@ -896,7 +896,7 @@ _MEMO: dict[str, FastestChoice] = {}  # per process: an unwritable cache still m
 def _entry_to_choice(name: str, entry: dict, cached: bool) -> FastestChoice:
     from .runtime.zoo import artifact_path
 
-    fmt, _, prec = str(entry["artifact"]).partition("_")
+    fmt, prec = split_artifact_key(str(entry["artifact"]))
     if (fmt, prec) not in BACKEND_PREFERENCE.get(entry["backend"], ()):
         raise KeyError(f"{entry['backend']} does not run {entry['artifact']}")
     return FastestChoice(entry["backend"], entry["artifact"], artifact_path(name, entry["artifact"]), entry.get("providers"),

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Format", "FORMATS", "Precision", "PRECISIONS", "BACKEND_PREFERENCE", "format_for_path", "format_by_name", "artifact_name",
-           "all_precisions", "backend_names", "has_magic", "ships_in_package", "agreement_threshold"]
+           "all_precisions", "backend_names", "has_magic", "ships_in_package", "agreement_threshold",
+           "artifact_key", "split_artifact_key"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,17 @@ def agreement_threshold(precision: str) -> float:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     return PRECISIONS[precision].agreement
+
+
+def artifact_key(format_name: str, precision: str) -> str:
+    """The key of an artifact in ``models/index.json``: ``tflite_int8``, ``onnx_fp16``, ..."""
+    return f"{format_name}_{precision}"
+
+
+def split_artifact_key(key: str) -> tuple[str, str]:
+    """``tflite_int8`` -> (``tflite``, ``int8``); the Keras source's key ``keras`` -> (``keras``, ``fp32``)."""
+    fmt, _, precision = key.partition("_")
+    return fmt, precision or format_by_name(fmt).precisions[0]
 
 
 def ships_in_package(format_name: str, precision: str) -> bool:

@@ -186,13 +186,13 @@ def test_keras_model_with_code_in_it_is_refused(tmp_path):
 def test_the_package_holds_only_device_artifacts_and_the_zoo_the_rest():
     """What a wheel carries is decided by the format table: int8 TFLite, int8/fp16 ONNX in the package;
     Keras sources, other precisions and reference models in the repository's zoo/ (found from a checkout)."""
-    from edge_emotion.formats import ships_in_package
+    from edge_emotion.formats import ships_in_package, split_artifact_key
     from edge_emotion.runtime.zoo import ZOO_DIR, artifacts
 
     for name, entry in load_index()["models"].items():
         for key, path in artifacts(name).items():
             assert path is not None, f"{name}/{key} is listed but not in this checkout"
-            fmt, _, precision = key.partition("_")
+            fmt, precision = split_artifact_key(key)
             in_package = key != "keras" and ships_in_package(fmt, precision) and not entry.get("reference")
             assert path.parent == (MODELS_DIR if in_package else ZOO_DIR) / name, (name, key, path)
     packaged = {p.suffix for p in MODELS_DIR.rglob("*") if p.is_file()}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_emotion.formats import FORMATS, ships_in_package
+from edge_emotion.formats import FORMATS, ships_in_package, split_artifact_key
 from edge_emotion.runtime.zoo import load_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_wheel_carries_only_what_a_device_runs(wheel):
     suffixes = tuple(f.suffix for f in FORMATS)
     shipped = {n for n in names if n.startswith("edge_emotion/models/") and n.endswith(suffixes)}
     expected = {f"edge_emotion/models/{name}/{a['file']}" for name, e in load_index()["models"].items() if not e.get("reference")
-                for key, a in e["artifacts"].items() if ships_in_package(*key.split("_"))}
+                for key, a in e["artifacts"].items() if ships_in_package(*split_artifact_key(key))}
     assert shipped == expected
 
 

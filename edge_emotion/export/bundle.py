@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..formats import ships_in_package
+from ..formats import artifact_key, ships_in_package, split_artifact_key
 from ..metadata import ModelMetadata, read_metadata, sha256_file
 from ..runtime.zoo import MODELS_DIR, ZOO_DIR
 
@@ -89,7 +89,7 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
             shutil.move(res.path, models_dir / name / res.path.name)
             res.path = models_dir / name / res.path.name
         v = res.validation
-        key = f"{fmt}_{precision}"
+        key = artifact_key(fmt, precision)
         entry["artifacts"][key] = {"file": res.path.name, "sha256": sha256_file(res.path), "size_bytes": res.size_bytes,
                                    "test_accuracy": v.accuracy_artifact, "agreement_with_keras": v.agreement,
                                    "max_prob_diff": v.max_prob_diff, "n_test": v.n}
@@ -198,7 +198,7 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
         lines += ["", "A reference model: every file of it stays in the repository (`zoo/" + name + "/`), none ships in "
                   "the wheel; the benchmark compares it with the device models."]
     else:
-        shipped = [a["file"] for key, a in entry["artifacts"].items() if ships_in_package(*key.split("_"))]
+        shipped = [a["file"] for key, a in entry["artifacts"].items() if ships_in_package(*split_artifact_key(key))]
         lines += ["", f"In the wheel: {', '.join(f'`{f}`' for f in shipped)} (what a device runs). The Keras source, the other "
                   f"exports and the reports stay in the repository under `zoo/{name}/`."]
     if not entry["keras"].get("file"):

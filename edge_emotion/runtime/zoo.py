@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import BackendUnavailableError, ModelError
-from ..formats import BACKEND_PREFERENCE
+from ..formats import BACKEND_PREFERENCE, artifact_key
 from ..metadata import sha256_file
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def resolve_model(model: str | Path | None, backend: str = "auto", providers: li
             except ModelError as exc:
                 tried.append(f"keras: {exc}")
                 continue
-        keys = [f"{fmt}_{prec}" for fmt, prec in BACKEND_PREFERENCE.get(b, ()) if f"{fmt}_{prec}" in entry["artifacts"]]
+        keys = [k for k in (artifact_key(*fp) for fp in BACKEND_PREFERENCE.get(b, ())) if k in entry["artifacts"]]
         for key in keys:
             if _locate(name, entry["artifacts"][key]["file"]) is not None:
                 return artifact_path(name, key)
