@@ -95,3 +95,17 @@ def test_detector_exports_to_onnx_and_finds_the_same_faces(tmp_path, scenes, sce
     assert det.backend.name == "onnxruntime"
     found, total, _ = recall(det, scenes)
     assert found >= 39
+
+
+def test_vendored_blazeface_weights_match_their_recorded_sums():
+    """The weights ship unmodified (NOTICE): each file's SHA-256 is the one in weights/SHA256SUMS, and every
+    detector variant's file is listed there."""
+    import hashlib
+
+    from edge_emotion.runtime.face_detection.blazeface import CONFIGS, WEIGHTS_DIR, weights_path
+
+    sums = dict(reversed(line.split()) for line in (WEIGHTS_DIR / "SHA256SUMS").read_text().splitlines() if line.strip())
+    assert set(sums) == {cfg.file for cfg in CONFIGS.values()}
+    for variant in CONFIGS:
+        p = weights_path(variant)
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == sums[p.name], p.name

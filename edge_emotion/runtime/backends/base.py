@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelError
-from ...formats import format_for_path
+from ...formats import format_for_path, has_magic
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,15 @@ def check_file(path: str | Path, kind: str = "model") -> Path:
     The header bytes every file of the format has come from the format table (:mod:`edge_emotion.formats`)."""
     p = Path(path)
     fmt = format_for_path(p)
-    magic, offset = fmt.magic, fmt.magic_offset
     if not p.is_file():
         raise ModelError(f"{p}: {kind} file not found")
     size = p.stat().st_size
     if size == 0:
         raise ModelError(f"{p}: {kind} file is empty (an interrupted copy?)")
-    if magic is not None:
+    if fmt.magic is not None:
         with open(p, "rb") as f:
-            f.seek(offset)
-            head = f.read(len(magic))
-        if head != magic:
-            raise ModelError(f"{p}: not a {kind} file (expected {magic!r} at byte {offset}, found {head!r}); the file is damaged or has the wrong suffix")
+            head = f.read(fmt.magic_offset + len(fmt.magic))
+        if not has_magic(fmt, head):
+            raise ModelError(f"{p}: not a {kind} file (expected {fmt.magic!r} at byte {fmt.magic_offset}, found "
+                             f"{head[fmt.magic_offset:]!r}); the file is damaged or has the wrong suffix")
     return p

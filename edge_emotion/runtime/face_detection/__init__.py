@@ -11,7 +11,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FaceBox", "FaceDetector", "create_face_detector", "iou_xywh", "DETECTORS"]
 
-DETECTORS = ("auto", "blazeface", "blazeface_full", "blazeface_full_sparse", "blazeface_short", "haar")
+# detector name -> BlazeFace variant (a key of blazeface.CONFIGS)
+BLAZEFACE_VARIANTS = {"blazeface": "full", "blazeface_full": "full", "blazeface_full_sparse": "full_sparse",
+                      "blazeface_short": "short"}
+DETECTORS = ("auto", *BLAZEFACE_VARIANTS, "haar")
 
 
 def create_face_detector(name: str | FaceDetector = "auto", threads: int | None = None, providers: list | None = None,
@@ -24,12 +27,8 @@ def create_face_detector(name: str | FaceDetector = "auto", threads: int | None 
     from .blazeface import BlazeFaceDetector
     from .haar import HaarFaceDetector
 
-    if name in ("blazeface", "blazeface_full"):
-        return BlazeFaceDetector("full", threads=threads, providers=providers, **kwargs)
-    if name == "blazeface_full_sparse":
-        return BlazeFaceDetector("full_sparse", threads=threads, providers=providers, **kwargs)
-    if name == "blazeface_short":
-        return BlazeFaceDetector("short", threads=threads, providers=providers, **kwargs)
+    if name in BLAZEFACE_VARIANTS:
+        return BlazeFaceDetector(BLAZEFACE_VARIANTS[name], threads=threads, providers=providers, **kwargs)
     if name == "haar":
         return HaarFaceDetector(**kwargs)
     try:
