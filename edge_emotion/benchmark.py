@@ -45,7 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", default=None, metavar="OUT", help="write the table as Markdown")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="accuracy-vs-latency and FPS plots (needs matplotlib)")
     p.add_argument("--soak", type=int, default=0, metavar="N",
-                   help="also run N frames through detect() and through the stream pipeline and report resident-memory growth")
+                   help="also run N frames through detect() and N frames per source through a multi-source stream; "
+                   "report resident memory and open file descriptors")
+    p.add_argument("--soak-sources", type=int, default=4, metavar="K", help="sources in the soak's stream (default: %(default)s)")
+    p.add_argument("--soak-only", action="store_true", help="only the soak, not the backend table")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: measure one artifact
 
 
@@ -344,25 +347,38 @@ class _LoopingCapture:
         pass
 
 
-def soak(n: int, video: str, threads: int) -> dict:
-    """Resident memory before and after ``n`` frames through detect() and through the stream pipeline."""
+def _rss_mb() -> float:
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _open_fds() -> int | None:
+    for d in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(d))
+        except OSError:
+            continue
+    return None
+
+
+def soak(n: int, video: str, threads: int, sources: int = 4) -> dict:
+    """Long runs: ``n`` frames through detect(), then ``n`` frames from each of ``sources`` sources through one
+    stream (every tick's faces in one classifier call). Resident memory and open file descriptors are
+    sampled after a warm-up (the first 5 %) and every 10 % after it; "flat" means the end equals the start
+    within noise, and the same number of file descriptors is open after the stream as before it."""
     import gc
 
     import cv2
 
     from .runtime import EmotionDetector
-    from .runtime.stream import FrameSource, run_stream
-
-    def rss_mb() -> float:
-        import resource
-
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from .runtime.sources import FrameSource
 
     frames = []
     if Path(video).exists():
@@ -375,23 +391,69 @@ def soak(n: int, video: str, threads: int) -> dict:
         cap.release()
     frames = frames or [cv2.imread(str(SAMPLE_IMAGE))]
     det = EmotionDetector(threads=threads)
-    out = {"frames": n}
+    out: dict = {"frames": n}
     for i in range(200):
         det.detect(frames[i % len(frames)])
     gc.collect()
-    start = rss_mb()
+    start = _rss_mb()
     t = time.perf_counter()
-    for i in range(n):
+    for i in tqdm_or_range(n, "soak: detect()"):
         det.detect(frames[i % len(frames)])
     gc.collect()
-    out.update(detect_rss_start_mb=start, detect_rss_end_mb=rss_mb(), detect_seconds=time.perf_counter() - t)
-    src = FrameSource("soak", live=False, opener=lambda: _LoopingCapture(frames, n))
-    start = rss_mb()
+    out.update(detect_rss_start_mb=start, detect_rss_end_mb=_rss_mb(), detect_seconds=time.perf_counter() - t)
+
+    fds_before = _open_fds()
+    srcs = [FrameSource(f"soak{k}", live=False, opener=lambda k=k: _LoopingCapture(frames[k * 7:] + frames[:k * 7], n))
+            for k in range(sources)]
+    total = n * sources
+    warm, every = max(1, total // 20), max(1, total // 10)
+    samples: list[dict] = []
+    per_source: dict[str, int] = {}
     t = time.perf_counter()
-    count = sum(1 for _ in run_stream(det, src, detect_every=1, smoothing=0.5))
-    gc.collect()
-    out.update(stream_frames=count, stream_rss_start_mb=start, stream_rss_end_mb=rss_mb(), stream_seconds=time.perf_counter() - t)
+    with det.stream(srcs, detect_every=1, smoothing=0.5) as stream:
+        for k, res in enumerate(tqdm_or_iter(stream, total, f"soak: {sources} sources"), 1):
+            per_source[res.source] = per_source.get(res.source, 0) + 1
+            if k == warm or (k > warm and (k - warm) % every == 0) or k == total:
+                gc.collect()
+                samples.append({"results": k, "rss_mb": round(_rss_mb(), 1), "fds": _open_fds(),
+                                "seconds": round(time.perf_counter() - t, 1)})
+    seconds = time.perf_counter() - t
+    time.sleep(0.2)  # capture threads release their captures on the way out
+    out.update(multi_sources=sources, multi_frames_per_source=per_source, multi_seconds=seconds,
+               multi_fps=total / max(seconds, 1e-9), multi_samples=samples,
+               multi_rss_start_mb=samples[0]["rss_mb"], multi_rss_end_mb=samples[-1]["rss_mb"],
+               multi_fds_start=samples[0]["fds"], multi_fds_end=samples[-1]["fds"],
+               fds_before=fds_before, fds_after=_open_fds())
     return out
+
+
+def tqdm_or_range(n: int, desc: str):
+    return tqdm_or_iter(range(n), n, desc)
+
+
+def tqdm_or_iter(it, total: int, desc: str):
+    """A progress bar on a terminal when tqdm is installed (the train extra); the plain iterable otherwise."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return it
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, total=total, desc=desc, unit="frame", leave=False)
+
+
+def soak_summary(r: dict) -> str:
+    frames = ", ".join(f"{v:,}" for v in r["multi_frames_per_source"].values())
+    return (f"\nLong run: {r['frames']:,} frames through detect(): resident memory {r['detect_rss_start_mb']:.1f} -> "
+            f"{r['detect_rss_end_mb']:.1f} MB. {r['multi_sources']} sources x {r['frames']:,} frames through one stream "
+            f"(detection every frame, tracking, smoothing, one classifier call per tick; {frames} results per source) "
+            f"in {r['multi_seconds']:.0f} s ({r['multi_fps']:.0f} frames/s over all sources): resident memory "
+            f"{r['multi_rss_start_mb']:.1f} -> {r['multi_rss_end_mb']:.1f} MB and open file descriptors "
+            f"{r['multi_fds_start']} -> {r['multi_fds_end']} from the first 5 % to the end "
+            f"(samples: {', '.join(str(s['rss_mb']) for s in r['multi_samples'])} MB); {r['fds_before']} file descriptors "
+            f"open before the stream, {r['fds_after']} after it.\n")
 
 
 def main(args) -> int:
@@ -399,16 +461,13 @@ def main(args) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         print(json.dumps(measure_row(Path(args.row), args), default=float))
         return 0
-    rows = run(args)
     host = host_info()
-    md = to_markdown(rows, host)
+    rows = [] if args.soak_only else run(args)
+    md = "" if args.soak_only else to_markdown(rows, host)
     long_run = None
     if args.soak:
-        long_run = soak(args.soak, args.video, args.threads)
-        md += (f"\nLong run: {long_run['frames']:,} frames through detect(): resident memory "
-               f"{long_run['detect_rss_start_mb']:.1f} -> {long_run['detect_rss_end_mb']:.1f} MB; "
-               f"{long_run['stream_frames']:,} frames through the stream pipeline (tracking, smoothing): "
-               f"{long_run['stream_rss_start_mb']:.1f} -> {long_run['stream_rss_end_mb']:.1f} MB.\n")
+        long_run = soak(args.soak, args.video, args.threads, args.soak_sources)
+        md += soak_summary(long_run)
     print(md)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -416,6 +475,6 @@ def main(args) -> int:
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(md)
-    if args.plot:
+    if args.plot and rows:
         plot(rows, args.plot)
     return 0

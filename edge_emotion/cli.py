@@ -133,16 +133,15 @@ def cmd_export_detector(args) -> int:
 
 
 def cmd_video(args) -> int:
-    from .runtime.stream import run_cli_stream
+    from .cli_stream import run_cli_stream
 
-    return run_cli_stream(_detector(args), args.input, args, live=False)
+    return run_cli_stream(_detector(args), args.inputs, args)
 
 
 def cmd_camera(args) -> int:
-    from .runtime.stream import run_cli_stream
+    from .cli_stream import run_cli_stream
 
-    src = int(args.source) if str(args.source).isdigit() else args.source
-    return run_cli_stream(_detector(args), src, args, live=True)
+    return run_cli_stream(_detector(args), args.sources or ["0"], args)
 
 
 def cmd_benchmark(args) -> int:
@@ -223,14 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     xd.add_argument("--out", "-o", default=None, help="output file or folder (default: current folder)")
     xd.set_defaults(func=cmd_export_detector)
 
-    v = sub.add_parser("video", help="run on a video file", description="Detect emotions in every frame of a video file.")
-    v.add_argument("input", metavar="IN")
+    v = sub.add_parser("video", help="run on video files", description="Detect emotions in every frame of one or more "
+                       "video files; several files are processed side by side, their faces classified in one batch per tick.")
+    v.add_argument("inputs", nargs="+", metavar="IN", help="video files (or any source 'camera' takes)")
     _stream_args(v)
     v.set_defaults(func=cmd_video)
 
-    c = sub.add_parser("camera", help="run on a camera or stream URL", description="Live emotions from a camera index or URL.")
-    c.add_argument("source", nargs="?", default="0", metavar="INDEX|URL")
+    c = sub.add_parser("camera", help="run on cameras, stream URLs or GStreamer pipelines",
+                       description="Live emotions from one or more cameras (index or /dev/videoN), URLs (rtsp://, http://, "
+                       "tcp://, ...) or GStreamer pipelines ('... ! appsink', needs an OpenCV built with GStreamer). "
+                       "Only the newest frame of each is processed; a source that drops out is reconnected with back-off.")
+    c.add_argument("sources", nargs="*", metavar="SOURCE", help="camera index, URL or pipeline (default: camera 0)")
     _stream_args(c)
+    c.add_argument("--max-retries", type=int, default=None, metavar="N",
+                   help="failed attempts in a row (back-off 0.5 s doubling to 8 s) before a source is given up (default: 5)")
     c.set_defaults(func=cmd_camera)
 
     b = sub.add_parser("benchmark", help="latency and accuracy of every backend in one table",
@@ -254,12 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stream_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", "-o", default=None, help="annotated output video (.mp4)")
-    p.add_argument("--jsonl", default=None, help="write one JSON line per frame here")
-    p.add_argument("--show", action="store_true", help="show a window (only when a display exists)")
+    p.add_argument("--out", "-o", default=None,
+                   help="annotated video: a .mp4 file for one source, else a folder with one <source>.mp4 per source")
+    p.add_argument("--jsonl", default=None, metavar="PATH",
+                   help="one JSON line per source frame (with its source's name) here; '-' for standard output")
+    p.add_argument("--show", action="store_true", help="show a window per source (only when a display exists)")
+    p.add_argument("--no-status", action="store_true", help="no live status lines on the terminal")
     p.add_argument("--detect-every", type=int, default=1, help="run the face detector every N frames, track in between")
     p.add_argument("--smoothing", type=float, default=None, help="EMA factor for per-track probabilities (0..1; default off)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--max-frames", type=int, default=None, help="stop each source after N frames")
     p.add_argument("--skip", type=int, default=0, help="files: process one frame, then skip N (default: every frame)")
     _runtime_args(p)
 

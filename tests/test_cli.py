@@ -92,6 +92,21 @@ def test_benchmark_one_table_for_an_artifact(tmp_path, fer_npz, scenes):
     assert "| tflite | int8 | litert |" in md and f"{row['accuracy']:.2%}" in md and "| engine | fp16 | tensorrt |" in md
 
 
+def test_benchmark_soak_of_several_sources_reports_memory_and_file_descriptors(tmp_path, scenes):
+    out_json, out_md = tmp_path / "soak.json", tmp_path / "soak.md"
+    r = run("benchmark", "--soak-only", "--soak", "120", "--soak-sources", "3", "--threads", "1",
+            "--video", str(scenes / "short_hamilton_clip.mp4"), "--json", str(out_json), "--markdown", str(out_md))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out_json.read_text())
+    lr = d["long_run"]
+    assert d["rows"] == [] and lr["multi_frames_per_source"] == {"soak0": 120, "soak1": 120, "soak2": 120}
+    assert lr["fds_after"] == lr["fds_before"]  # every capture thread and capture gone
+    assert lr["multi_fds_end"] == lr["multi_fds_start"]
+    assert 50 < lr["multi_rss_start_mb"] and 50 < lr["detect_rss_end_mb"] and lr["multi_fps"] > 0
+    assert len(lr["multi_samples"]) >= 10 and lr["multi_samples"][-1]["results"] == 360
+    assert "3 sources x 120 frames through one stream" in out_md.read_text()
+
+
 def test_benchmark_delta_against_a_keras_row_or_the_recorded_fp32_accuracy():
     """A model shipped without its .keras still gets its int8-vs-fp32 delta, from the accuracy recorded at
     bundling, marked as such; on a slice (--limit) that recorded full-split figure would not compare."""

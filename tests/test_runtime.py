@@ -78,17 +78,45 @@ def test_all_faces_go_through_one_classifier_call(detector, astronaut, scene_ima
     assert calls == [3]
 
 
+def test_pipeline_steps_give_what_detect_gives_and_speak_one_vocabulary(detector, astronaut, scene_image):
+    from edge_emotion.errors import InputError
+    from edge_emotion.runtime.crop import crop_face
+
+    frames = [astronaut, scene_image("two_people.jpg")]
+    boxes = detector.detect_faces(frames)
+    assert [len(b) for b in boxes] == [1, 2]
+    stepwise = detector.classify_faces(frames, boxes)
+    assert [[f.to_dict() for f in fs] for fs in stepwise] == [[f.to_dict() for f in fs] for fs in detector.detect_batch(frames)]
+    # plain (x, y, w, h) tuples work too
+    fb = boxes[0][0]
+    (from_tuple,) = detector.classify_faces([astronaut], [[(fb.x, fb.y, fb.w, fb.h)]])[0]
+    assert from_tuple.probabilities == stepwise[0][0].probabilities
+    # classify() on the crop the pipeline cuts: the same answer under the same names and rounding
+    crop = crop_face(astronaut, (fb.x, fb.y, fb.w, fb.h), detector.metadata.input_size, detector.margin, fb.landmarks,
+                     detector.align, detector.shift_y)
+    (emo,) = detector.classify([crop])
+    face = stepwise[0][0].to_dict()
+    assert emo.to_dict() == {k: face[k] for k in ("emotion", "confidence", "probabilities")}
+    assert emo.label == emo.emotion
+    with pytest.raises(InputError, match="1 frame\\(s\\) but 0 box list"):
+        detector.classify_faces([astronaut], [])
+    with pytest.raises(InputError, match="box 0 of frame 0"):
+        detector.classify_faces([astronaut], [[(1, 2, 3)]])
+    with pytest.raises(InputError, match="positive"):
+        detector.classify_faces([astronaut], [[(10, 10, 0, 5)]])
+
+
 def test_classify_own_crops(detector, fer_test):
     x, y = fer_test
     crops = list(x[:64])
     emos = detector.classify(crops)
     assert len(emos) == 64
-    assert emos[0].label in detector.labels
+    assert emos[0].emotion in detector.labels
     one = detector.classify(crops[5])
-    assert one[0].label == emos[5].label
+    assert one[0].emotion == emos[5].emotion
     np.testing.assert_allclose(list(one[0].probabilities.values()), list(emos[5].probabilities.values()), atol=1e-5)
     # the bundled model must actually recognise faces: far above chance (1/7) on real test crops
-    acc = np.mean([e.label == detector.labels[t] for e, t in zip(emos, y[:64])])
+    acc = np.mean([e.emotion == detector.labels[t] for e, t in zip(emos, y[:64])])
     assert acc > 0.4
 
 

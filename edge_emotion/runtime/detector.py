@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .face_detection import FaceBox, FaceDetector, create_face_detector
 from .image import as_bgr
 from .results import Emotion, Face
 from .zoo import resolve_model
+
+if TYPE_CHECKING:
+    from .stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +112,38 @@ class EmotionDetector:
 
     def detect_batch(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in several frames; every face of every frame goes through the classifier in one call."""
-        if isinstance(frames, np.ndarray) and frames.ndim == 4:
-            frames = list(frames)
-        if not isinstance(frames, (list, tuple)):
-            raise InputError(f"detect_batch takes a list of frames, got {type(frames).__name__}")
-        bgr = [as_bgr(f, f"frame {i}") for i, f in enumerate(frames)]
+        bgr = self._frames(frames, "detect_batch")
         with self._lock:
-            boxes = [self.face_detector.detect(f)[: self.max_faces] for f in bgr]
-            return self._classify_boxes(bgr, boxes)
+            return self.classify_faces(bgr, self.detect_faces(bgr))
+
+    def detect_faces(self, frames: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+        """Step 1 of :meth:`detect_batch`: the face detector's boxes for each frame (best first, at most
+        ``max_faces``), no emotions. Pipelines that detect on some frames and track on others call
+        this, then :meth:`classify_faces`."""
+        bgr = self._frames(frames, "detect_faces")
+        with self._lock:
+            return [self.face_detector.detect(f)[: self.max_faces] for f in bgr]
+
+    def classify_faces(self, frames: Sequence[np.ndarray],
+                       boxes: Sequence[Sequence[FaceBox | tuple[float, float, float, float]]]) -> list[list[Face]]:
+        """Step 2 of :meth:`detect_batch`: crop each box from its frame (margin, framing and alignment
+        as configured) and classify every crop of every frame in ONE batched classifier call.
+
+        ``boxes[i]`` holds frame ``i``'s faces: :class:`FaceBox` from :meth:`detect_faces` (or any
+        face detector), or plain ``(x, y, w, h)`` tuples in frame pixels. Boxes that fall outside
+        their frame are left out.
+        """
+        bgr = self._frames(frames, "classify_faces")
+        if len(boxes) != len(bgr):
+            raise InputError(f"classify_faces: {len(bgr)} frame(s) but {len(boxes)} box list(s); give one list per frame")
+        fbs = [[_as_facebox(b, f"box {j} of frame {i}") for j, b in enumerate(bs)] for i, bs in enumerate(boxes)]
+        with self._lock:
+            return self._classify_boxes(bgr, fbs)
 
     def classify(self, face_crops: Sequence[np.ndarray] | np.ndarray) -> list[Emotion]:
-        """Emotions for face crops you cut yourself (BGR or grayscale uint8, any size), in one batched call."""
+        """Emotions for face crops you cut yourself (BGR or grayscale uint8, any size), in one batched call.
+        Each :class:`Emotion` has the same ``emotion``, ``confidence`` and ``probabilities`` fields
+        (and ``to_dict()`` rounding) as a :class:`Face`."""
         if isinstance(face_crops, np.ndarray):
             if face_crops.ndim == 4 or (face_crops.ndim == 3 and face_crops.shape[-1] not in (1, 3, 4)):
                 face_crops = list(face_crops)
@@ -130,7 +154,28 @@ class EmotionDetector:
             probs = self.classifier.predict(self.classifier.preprocess(crops))
         return self.classifier.to_emotions(probs)
 
+    def stream(self, source, **kwargs) -> "Stream":
+        """Results from one source or several, as they arrive: see :class:`~edge_emotion.runtime.stream.Stream`.
+
+        ``source``: a camera index, a video file (``str`` or ``os.PathLike``), a URL (RTSP, HTTP,
+        TCP, ...), a GStreamer pipeline, or a list (or ``{name: source}`` dict) of these. A file
+        delivers every frame once and ends; live sources keep only the newest frame. With several
+        sources, all faces of a tick go through the classifier in one call and each
+        :class:`~edge_emotion.runtime.results.FrameResult` names its ``source``.
+        """
+        from .stream import Stream
+
+        return Stream(self, source, **kwargs)
+
     # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _frames(frames: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+        if isinstance(frames, np.ndarray) and frames.ndim == 4:
+            frames = list(frames)
+        if not isinstance(frames, (list, tuple)):
+            raise InputError(f"{what} takes a list of frames, got {type(frames).__name__}")
+        return [as_bgr(f, f"frame {i}") for i, f in enumerate(frames)]
+
     def _classify_boxes(self, frames: list[np.ndarray], boxes: list[list[FaceBox]]) -> list[list[Face]]:
         size = self.metadata.input_size
         crops, owners = [], []
@@ -146,14 +191,20 @@ class EmotionDetector:
         out: list[list[Face]] = [[] for _ in frames]
         for (i, box, fb), emo in zip(owners, self.classifier.to_emotions(probs)):
             lm = None if fb.landmarks is None else [(float(x), float(y)) for x, y in fb.landmarks]
-            out[i].append(Face(box, float(fb.score), emo.label, emo.confidence, emo.probabilities, lm))
+            out[i].append(Face(box, float(fb.score), emo.emotion, emo.confidence, emo.probabilities, lm))
         return out
 
-    def stream(self, source, **kwargs) -> Iterable:
-        """Per-frame results from a camera index, URL or video file; see :mod:`edge_emotion.runtime.stream`."""
-        from .stream import run_stream
 
-        return run_stream(self, source, **kwargs)
+def _as_facebox(b: object, what: str) -> FaceBox:
+    if isinstance(b, FaceBox):
+        return b
+    try:
+        x, y, w, h = (float(v) for v in b)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} is {b!r}; expected a FaceBox or an (x, y, w, h) tuple in frame pixels") from None
+    if not all(np.isfinite([x, y, w, h])) or w <= 0 or h <= 0:
+        raise InputError(f"{what} is {(x, y, w, h)}; width and height must be positive and finite")
+    return FaceBox(x, y, w, h, 1.0)
 
 
 def _clip_box(fb: FaceBox, w: int, h: int) -> tuple[int, int, int, int] | None:

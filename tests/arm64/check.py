@@ -182,7 +182,7 @@ def _fer(backends, data, args, out, errors, summary, t, lap):
         for s in range(0, len(x), BATCH):
             emotions += d_b.classify(list(x[s:s + BATCH]))  # 48x48 uint8 grayscale crops
         t_cls = time.perf_counter() - t0
-        pred = [class_names.index(e.label) for e in emotions]
+        pred = [class_names.index(e.emotion) for e in emotions]
         probs = [[round(e.probabilities[c], 4) for c in class_names] for e in emotions]
         out["fer"]["backends"][name] = {
             "model": d_b.model_path.name,
