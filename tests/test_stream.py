@@ -272,6 +272,7 @@ def test_tcp_stream_reconnects_after_the_server_restarts(detector, clip):
     waits = clock.waits[down["waits"]:]
     n = len(waits)
     assert 2 <= n <= 8 and waits == [Backoff(0.25, 1.0, 30).delay(k) for k in range(1, n + 1)]
+    print(f"server down {down['wall']:.2f} s: CPU {down['cpu_used']:.3f} s, waits {waits}")  # shown with -s
     # down for 3 s: no spinning (a busy loop would use ~3 s of CPU)
     assert down["wall"] >= 2.9 and down["cpu_used"] < 0.3 * down["wall"], down
 
@@ -455,3 +456,38 @@ def test_cli_reports_a_failed_source_and_exits_non_zero(clip):
     assert r.returncode == 1
     assert f"{clip}: 20 frames" in r.stdout
     assert "1 of 2 sources failed: source tcp://127.0.0.1:" in r.stderr.splitlines()[-1]
+
+
+def test_output_names_and_the_status_board():
+    import io
+
+    from edge_emotion.cli_stream import StatusBoard, output_paths, safe_name
+    from edge_emotion.runtime.sources import SourceStatus
+
+    assert safe_name("videos/clip.mp4") == "clip" and safe_name("videos/clip.mp4#2") == "clip_2"
+    assert safe_name("0") == "camera_0" and safe_name("/dev/video2") == "video2"
+    assert safe_name("rtsp://admin:***@10.0.0.7:554/stream1") == "10.0.0.7_554_stream1"
+
+    class FakeStream:
+        def status(self):
+            return [SourceStatus("a.mp4", "file", "reading", 10, 0, 0, extra={"fps": 25.0, "faces": 2}),
+                    SourceStatus("cam", "url", "backoff", 3, 1, 2, error=None)]
+
+    out = io.StringIO()
+    board = StatusBoard(FakeStream(), out, every=0)
+    board.draw()
+    board.draw()
+    text = out.getvalue()
+    first, second = text.split("\x1b[2F")  # the second draw moves up over the two lines of the first
+    assert first.count("\n") == 2 and "a.mp4: reading, 25.0 fps, 2 face(s), 10 frames, 0 dropped, 0 reconnects" in first
+    assert "cam: backoff, 3 frames, 1 dropped, 2 reconnects" in second
+
+
+def test_output_paths_one_file_or_one_video_per_source(tmp_path):
+    from edge_emotion.cli_stream import output_paths
+
+    assert output_paths(str(tmp_path / "a.mp4"), ["x"]) == {"x": tmp_path / "a.mp4"}
+    paths = output_paths(str(tmp_path / "out"), ["v/clip.mp4", "w/clip.mp4", "0"])
+    assert [p.name for p in paths.values()] == ["clip.mp4", "clip_2.mp4", "camera_0.mp4"]
+    with pytest.raises(InputError, match="need a folder"):
+        output_paths(str(tmp_path / "a.mp4"), ["x", "y"])
