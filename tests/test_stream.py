@@ -123,12 +123,12 @@ def test_two_files_give_every_frame_of_each_told_apart_by_source(detector, clip,
     calls = []
     real = detector.classifier.backend.infer
     monkeypatch.setattr(detector.classifier.backend, "infer", lambda b: calls.append(len(b)) or real(b))
-    with detector.stream({"left": clip, "right": Path(clip)}, max_frames=60) as stream:
+    with detector.stream({"left": clip, "right": Path(clip)}) as stream:
         results = list(stream)
     by = Counter(r.source for r in results)
-    assert by == {"left": 60, "right": 60}
+    assert by == {"left": CLIP_FRAMES, "right": CLIP_FRAMES}
     for name in by:
-        assert [r.index for r in results if r.source == name] == list(range(60))
+        assert [r.index for r in results if r.source == name] == list(range(CLIP_FRAMES))
     # every tick classified both sources' faces in ONE call: no call has only one source's faces
     faces = [len(r.faces) for r in results]
     assert len(calls) <= len(results) / 2 + 5 and sum(calls) == sum(faces)
