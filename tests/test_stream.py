@@ -103,6 +103,10 @@ def test_sources_are_classified_or_rejected_clearly(clip, tmp_path, monkeypatch)
         parse_source(-1)
     with pytest.raises(InputError, match="expected an int"):
         parse_source(3.5)
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    with FrameSource(bad) as src, pytest.raises(SourceError, match="notes.mp4: could not be opened .not a video file"):
+        src.read()
     # a pipeline on an OpenCV without GStreamer: one clear error, not five retries
     monkeypatch.setattr(sources_mod, "gstreamer_available", lambda: False)
     src = FrameSource("videotestsrc ! videoconvert ! appsink")

@@ -357,7 +357,10 @@ class FrameSource:
                             break
                         failures, first_failure = failures + 1, first_failure if failures else self.clock.now()
                         log.warning("source %s: %s", self.name, why)
-                        if not self.live or failures >= self.max_retries:
+                        if not self.live:
+                            raise SourceError(f"source {self.name}: {why} (not a video file, or a codec this OpenCV "
+                                              "build cannot decode)")
+                        if failures >= self.max_retries:
                             raise self._give_up(failures, why, first_failure)
                         continue
                     self._opens += 1
