@@ -21,7 +21,6 @@ from edge_emotion.errors import InputError, SourceError
 from edge_emotion.runtime import sources as sources_mod
 from edge_emotion.runtime.results import Face
 from edge_emotion.runtime.sources import Backoff, Clock, FrameSource, parse_source
-from edge_emotion.runtime.stream import Stream
 from edge_emotion.runtime.tracking import IoUTracker
 
 CLIP_FRAMES = 275
@@ -465,7 +464,7 @@ def test_cli_reports_a_failed_source_and_exits_non_zero(clip):
 def test_output_names_and_the_status_board():
     import io
 
-    from edge_emotion.cli_stream import StatusBoard, output_paths, safe_name
+    from edge_emotion.cli_stream import StatusBoard, safe_name
     from edge_emotion.runtime.sources import SourceStatus
 
     assert safe_name("videos/clip.mp4") == "clip" and safe_name("videos/clip.mp4#2") == "clip_2"
