@@ -112,7 +112,7 @@ def run_cli_stream(detector, sources: list[Any], args) -> int:
     if not getattr(args, "no_status", False) and sys.stderr.isatty() and not (to_stdout and sys.stdout.isatty()):
         board = StatusBoard(stream, sys.stderr)
     writers: dict[str, Any] = {}
-    fps_hint = {s.name: s for s in stream.sources}
+    by_name = {s.name: s for s in stream.sources}
     n = 0
     t_start = time.perf_counter()
     try:
@@ -124,7 +124,7 @@ def run_cli_stream(detector, sources: list[Any], args) -> int:
                 vis = annotate(res.image, res.faces, fps=res.fps, latency_ms=res.latency_ms)
                 if res.source in paths:
                     if res.source not in writers:
-                        fps = (fps_hint[res.source].fps_hint or 25.0) / (skip + 1)
+                        fps = (by_name[res.source].fps_hint or 25.0) / (skip + 1)
                         w = cv2.VideoWriter(str(paths[res.source]), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                             (vis.shape[1], vis.shape[0]))
                         if not w.isOpened():

@@ -114,7 +114,7 @@ class EmotionDetector:
         """Faces in several frames; every face of every frame goes through the classifier in one call."""
         bgr = self._frames(frames, "detect_batch")
         with self._lock:
-            return self.classify_faces(bgr, self.detect_faces(bgr))
+            return self._classify_boxes(bgr, self._detect_boxes(bgr))
 
     def detect_faces(self, frames: Sequence[np.ndarray]) -> list[list[FaceBox]]:
         """Step 1 of :meth:`detect_batch`: the face detector's boxes for each frame (best first, at most
@@ -122,7 +122,7 @@ class EmotionDetector:
         this, then :meth:`classify_faces`."""
         bgr = self._frames(frames, "detect_faces")
         with self._lock:
-            return [self.face_detector.detect(f)[: self.max_faces] for f in bgr]
+            return self._detect_boxes(bgr)
 
     def classify_faces(self, frames: Sequence[np.ndarray],
                        boxes: Sequence[Sequence[FaceBox | tuple[float, float, float, float]]]) -> list[list[Face]]:
@@ -175,6 +175,9 @@ class EmotionDetector:
         if not isinstance(frames, (list, tuple)):
             raise InputError(f"{what} takes a list of frames, got {type(frames).__name__}")
         return [as_bgr(f, f"frame {i}") for i, f in enumerate(frames)]
+
+    def _detect_boxes(self, frames: list[np.ndarray]) -> list[list[FaceBox]]:
+        return [self.face_detector.detect(f)[: self.max_faces] for f in frames]
 
     def _classify_boxes(self, frames: list[np.ndarray], boxes: list[list[FaceBox]]) -> list[list[Face]]:
         size = self.metadata.input_size

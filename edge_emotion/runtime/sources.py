@@ -244,7 +244,6 @@ class FrameSource:
         self.name = self.spec.name
         self.live = live if live is not None else self.spec.live
         self.backoff = Backoff(backoff, max(max_backoff, backoff), max_retries)
-        self.max_retries = max_retries
         self.stall_timeout = stall_timeout
         self.open_timeout = open_timeout
         self.skip = skip
@@ -346,7 +345,7 @@ class FrameSource:
                 if cap is None:
                     if failures:
                         delay = self.backoff.delay(failures)
-                        log.warning("source %s: retrying in %.1f s (%d/%d)", self.name, delay, failures, self.max_retries)
+                        log.warning("source %s: retrying in %.1f s (%d/%d)", self.name, delay, failures, self.backoff.budget)
                         self._state = "backoff"
                         self.clock.sleep(delay, self._stop)
                         if self._stop.is_set() or gen != self._gen:
@@ -360,7 +359,7 @@ class FrameSource:
                         if not self.live:
                             raise SourceError(f"source {self.name}: {why} (not a video file, or a codec this OpenCV "
                                               "build cannot decode)")
-                        if failures >= self.max_retries:
+                        if failures >= self.backoff.budget:
                             raise self._give_up(failures, why, first_failure)
                         continue
                     self._opens += 1
@@ -387,7 +386,7 @@ class FrameSource:
                 log.warning("source %s: %s; releasing it before reconnecting", self.name, why)
                 _release(cap)  # the old capture goes before a new one opens
                 cap = None
-                if failures >= self.max_retries:
+                if failures >= self.backoff.budget:
                     raise self._give_up(failures, why, first_failure)
         except SourceError as exc:
             self.error = exc
@@ -432,10 +431,10 @@ class FrameSource:
         if not self.live:
             raise SourceError(f"source {self.name}: no frame for {self.stall_timeout:.1f} s (read blocked)")
         self._stalls += 1
-        if self._stalls > self.max_retries:
+        if self._stalls > self.backoff.budget:
             raise SourceError(f"source {self.name}: stalled; no steady frames after {self._stalls - 1} reconnects")
         log.warning("source %s: stalled for %.1f s; reconnecting (%d/%d)", self.name, self.stall_timeout,
-                    self._stalls, self.max_retries)
+                    self._stalls, self.backoff.budget)
         self._since_restart = 0
         self._restart()
 
