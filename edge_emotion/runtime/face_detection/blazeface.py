@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import ModelError
 from ...formats import FORMATS, all_precisions
+from ..image import downscale
 from .base import FaceBox, FaceDetector, iou_xywh
 
 log = logging.getLogger(__name__)
@@ -121,16 +122,19 @@ class BlazeFaceDetector(FaceDetector):
         self.anchors = ssd_anchors(self.cfg)
 
     def _letterbox(self, frame: np.ndarray):
+        """The frame, scaled to fit the square input, centred on black, as RGB in -1..1.
+        Only the image region is converted; the padding is written once as -1 (black)."""
         h, w = frame.shape[:2]
         s = self.cfg.input_size
         scale = s / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        canvas = np.zeros((s, s, 3), np.uint8)
+        rgb = cv2.cvtColor(downscale(frame, (nw, nh)), cv2.COLOR_BGR2RGB)
+        out = np.full((s, s, 3), -1.0, np.float32)
         px, py = (s - nw) // 2, (s - nh) // 2
-        canvas[py:py + nh, px:px + nw] = resized
-        rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-        return rgb.astype(np.float32) / 127.5 - 1.0, scale, px, py
+        region = out[py:py + nh, px:px + nw]
+        np.multiply(rgb, np.float32(1 / 127.5), out=region, casting="unsafe")
+        region -= 1.0
+        return out, scale, px, py
 
     def decode(self, regressors: np.ndarray, logits: np.ndarray):
         """Raw outputs (A, 16) and (A,) -> boxes (A, 4 as x, y, w, h in 0..1 of the input), scores, keypoints (A, 6, 2)."""
