@@ -47,7 +47,7 @@ def export_detector(variant: str = "full", format: str = "onnx", out: str | Path
 
         build_engine(onnx_path, out, None, precision, max_batch=1)
     if validate_images:
-        ref = BlazeFaceDetector(variant)
+        ref = BlazeFaceDetector(variant, fit="square")  # the exported model runs at the square size
         new = BlazeFaceDetector(variant, model_path=out)
         for i, img in enumerate(validate_images):
             a, b = ref.detect(img), new.detect(img)

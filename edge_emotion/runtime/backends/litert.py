@@ -49,10 +49,19 @@ class LiteRTBackend(Backend):
     @classmethod
     def load(cls, path, threads=None, providers=None):
         path = check_file(path, "TFLite model")
+        return cls._open(path, {"model_path": str(path)}, threads)
+
+    @classmethod
+    def from_content(cls, content: bytes, path: str | Path, threads: int | None = None) -> "LiteRTBackend":
+        """A model held in memory (e.g. rewritten by :mod:`.litert_resize`); ``path`` names it in messages."""
+        return cls._open(Path(path), {"model_content": bytes(content)}, threads)
+
+    @classmethod
+    def _open(cls, path: Path, source: dict, threads: int | None) -> "LiteRTBackend":
         Interpreter, runtime = _interpreter_class()
         threads = threads or min(4, os.cpu_count() or 1)
         try:
-            it = Interpreter(model_path=str(path), num_threads=threads)
+            it = Interpreter(**source, num_threads=threads)
             it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: LiteRT cannot load this model: {exc}") from None

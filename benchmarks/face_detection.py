@@ -1,0 +1,249 @@
+"""Face detection: speed against an earlier commit's code, recall, in one run.
+
+    python -m benchmarks.face_detection [--baseline REF] [--rounds 5] [--json OUT] [--markdown OUT]
+
+Each configuration runs in its own worker process: the baseline from ``git archive REF`` (default: the
+commit before issue #16's work), the others from this checkout. The workers take turns, a round each,
+so a slow or noisy moment of the machine hits every configuration alike; each round times
+``EmotionDetector.detect()`` one frame at a time over the sample clip. Reported: end-to-end FPS
+(median over rounds) and its ratio to the baseline, the face detector's own time per frame, faces
+found on the clip, and recall on ``pascal_voc_faces`` (ground truth at IoU >= 0.3) with the
+detections that match no ground-truth face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENES = ROOT.parent / "shared" / "data" / "scenes"
+CLIP = SCENES / "short_hamilton_clip.mp4"
+BASELINE = "fd071fd"  # main before issue #16 (face detection twice as fast)
+log = logging.getLogger("benchmarks.face_detection")
+
+# name -> (code, BlazeFaceDetector keyword arguments or None for the default EmotionDetector, what it is)
+CONFIGS: dict[str, tuple[str, dict | None, str]] = {
+    "baseline": ("baseline", None, "the code before #16: letterbox by one INTER_AREA resize into 192x192"),
+    "square": ("current", {"fit": "square"}, "fast letterbox (2x area halvings), only candidates decoded; 192x192 input"),
+    "default": ("current", None, "EmotionDetector() as shipped: also fit='aspect', a 640x360 frame at 160x192 (model rewritten in memory)"),
+}
+
+
+# ----------------------------------------------------------------------------- worker side
+def _frames(n: int | None) -> list[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(CLIP))
+    out = []
+    while n is None or len(out) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out
+
+
+def _recall(detect) -> dict:
+    import cv2
+
+    from edge_emotion.runtime.face_detection import iou_xywh
+
+    gt = json.loads((SCENES / "pascal_voc_faces" / "face_boxes.json").read_text())["images"]
+    found = total = unmatched = 0
+    for name, rec in gt.items():
+        img = cv2.imread(str(SCENES / "pascal_voc_faces" / name))
+        boxes = np.array(rec["faces"], float).reshape(-1, 4)
+        pred = np.array([[f.x, f.y, f.w, f.h] for f in detect(img)]).reshape(-1, 4)
+        total += len(boxes)
+        if len(pred):
+            m = iou_xywh(boxes, pred)
+            found += int((m.max(1) >= 0.3).sum())
+            unmatched += int((m.max(0) < 0.3).sum())
+    return {"found": found, "total": total, "unmatched": unmatched}
+
+
+def worker(spec: dict) -> None:
+    """Serve timing requests on stdin/stdout (one JSON object per line) for one configuration."""
+    logging.disable(logging.WARNING)
+    from edge_emotion import EmotionDetector
+
+    kwargs = spec.get("detector")
+    if kwargs is None:
+        det = EmotionDetector(threads=spec["threads"])
+    else:
+        from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+
+        det = EmotionDetector(threads=spec["threads"], face_detector=BlazeFaceDetector(threads=spec["threads"], **kwargs))
+    frames = _frames(spec.get("frames"))
+    fd = det.face_detector
+    for f in frames[:20]:  # warm-up: every input shape the clip needs is built here
+        det.detect(f)
+    import edge_emotion
+
+    print(json.dumps({"ready": len(frames), "code": str(Path(edge_emotion.__file__).parent)}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "round":
+            t0 = time.perf_counter()
+            faces = [len(det.detect(f)) for f in frames]
+            t1 = time.perf_counter()
+            for f in frames:
+                fd.detect(f)
+            t2 = time.perf_counter()
+            out = {"detect_s": t1 - t0, "detector_s": t2 - t1, "faces": int(sum(faces)), "frames": len(frames)}
+        elif cmd["cmd"] == "quality":
+            boxes = [[[float(b.x), float(b.y), float(b.w), float(b.h)] for b in fd.detect(f)] for f in frames]
+            out = {"recall": _recall(fd.detect), "clip_boxes": boxes}
+        else:
+            break
+        print(json.dumps(out), flush=True)
+
+
+# ----------------------------------------------------------------------------- driver side
+class Worker:
+    def __init__(self, name: str, code_dir: Path, spec: dict) -> None:
+        self.name = name
+        env = dict(os.environ, PYTHONPATH=f"{code_dir}{os.pathsep}{ROOT}")
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.face_detection", "--worker", json.dumps(spec)],
+                                     cwd=str(code_dir), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ready = self._read()
+        if Path(self.ready["code"]).resolve() != (code_dir / "edge_emotion").resolve():
+            raise RuntimeError(f"worker {name} imported {self.ready['code']}, not the code under {code_dir}")
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.name} ended (exit code {self.proc.wait()}); run it alone to see why")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(json.dumps({"cmd": cmd}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+def extract(ref: str, dest: Path) -> Path:
+    """``edge_emotion/`` as committed at ``ref``, unpacked under ``dest``."""
+    tar = dest / "code.tar"
+    subprocess.run(["git", "archive", "--format=tar", "-o", str(tar), ref, "edge_emotion"], cwd=ROOT, check=True)
+    with tarfile.open(tar) as t:
+        t.extractall(dest, filter="data")
+    return dest
+
+
+def _agreement(ref: list, got: list) -> dict:
+    from edge_emotion.runtime.face_detection import iou_xywh
+
+    missed = extra = 0
+    ious: list[float] = []
+    for a, b in zip(ref, got):
+        a, b = np.array(a, float).reshape(-1, 4), np.array(b, float).reshape(-1, 4)
+        if len(a) and len(b):
+            m = iou_xywh(a, b)
+            missed += int((m.max(1) < 0.3).sum())
+            extra += int((m.max(0) < 0.3).sum())
+            ious += [float(v) for v in m.max(1) if v >= 0.3]
+        else:
+            missed, extra = missed + len(a), extra + len(b)
+    return {"missed": missed, "extra": extra, "median_iou": float(np.median(ious)) if ious else None}
+
+
+def run(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        base_dir = extract(args.baseline, Path(tmp))
+        workers = []
+        for name in args.configs:
+            code, kwargs, _ = CONFIGS[name]
+            spec = {"detector": kwargs, "threads": args.threads, "frames": args.frames}
+            workers.append(Worker(name, base_dir if code == "baseline" else ROOT, spec))
+        try:
+            rounds: dict[str, list[dict]] = {w.name: [] for w in workers}
+            for r in range(args.rounds):
+                for w in workers:
+                    rounds[w.name].append(w.ask("round"))
+                log.info("round %d/%d: %s", r + 1, args.rounds, ", ".join(
+                    f"{k} {v[-1]['frames'] / v[-1]['detect_s']:.1f} FPS" for k, v in rounds.items()))
+            quality = {w.name: w.ask("quality") for w in workers}
+        finally:
+            for w in workers:
+                w.close()
+    ref_name = args.configs[0]
+    rows = []
+    for name in args.configs:
+        rs = rounds[name]
+        fps = float(np.median([r["frames"] / r["detect_s"] for r in rs]))
+        rows.append({
+            "config": name, "what": CONFIGS[name][2],
+            "fps": fps, "ms_per_frame": 1000 / fps,
+            "detector_ms": float(np.median([1000 * r["detector_s"] / r["frames"] for r in rs])),
+            "clip_faces": rs[0]["faces"], "frames": rs[0]["frames"],
+            **{f"recall_{k}": v for k, v in quality[name]["recall"].items()},
+            "vs_" + ref_name: _agreement(quality[ref_name]["clip_boxes"], quality[name]["clip_boxes"]),
+        })
+    base_fps = rows[0]["fps"]
+    for row in rows:
+        row["speedup"] = row["fps"] / base_fps
+    return {"baseline": args.baseline, "rounds": args.rounds, "threads": args.threads, "clip": CLIP.name, "rows": rows}
+
+
+def to_markdown(res: dict) -> str:
+    ref = res["rows"][0]["config"]
+    lines = [f"Face detection on `{res['clip']}` ({res['rows'][0]['frames']} frames, 640x360, one frame at a time, "
+             f"{res['threads']} threads), median of {res['rounds']} interleaved rounds; baseline = `{res['baseline']}`.",
+             "", "| config | detect() FPS | x baseline | ms/frame | detector ms | clip faces | missed / extra vs "
+             f"{ref} (IoU<0.3) | median IoU | pascal_voc_faces recall | unmatched |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in res["rows"]:
+        ag = r["vs_" + ref]
+        lines.append(f"| {r['config']} | {r['fps']:.1f} | {r['speedup']:.2f} | {r['ms_per_frame']:.2f} | {r['detector_ms']:.2f} "
+                     f"| {r['clip_faces']} | {ag['missed']} / {ag['extra']} | {ag['median_iou']:.3f} "
+                     f"| {r['recall_found']}/{r['recall_total']} | {r['recall_unmatched']} |")
+    lines += ["", *[f"- `{r['config']}`: {r['what']}" for r in res["rows"]], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--baseline", default=BASELINE, help="git ref of the code to compare against (default: %(default)s)")
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+                   help="configurations, the first is the reference (default: all)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=None, help="clip frames per round (default: all 275)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads per runtime (default: %(default)s)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the results as JSON")
+    p.add_argument("--markdown", default=None, metavar="OUT", help="write the table as Markdown")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    res = run(args)
+    md = to_markdown(res)
+    print(md)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(res, indent=1) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
