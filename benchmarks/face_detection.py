@@ -1,4 +1,4 @@
-"""Face detection: speed against an earlier commit's code, recall, in one run.
+"""Face detection: speed against an earlier commit's code, recall, and small faces in large frames, in one run.
 
     python -m benchmarks.face_detection [--baseline REF] [--rounds 5] [--json OUT] [--markdown OUT]
 
@@ -9,6 +9,12 @@ so a slow or noisy moment of the machine hits every configuration alike; each ro
 (median over rounds) and its ratio to the baseline, the face detector's own time per frame, faces
 found on the clip, and recall on ``pascal_voc_faces`` (ground truth at IoU >= 0.3) with the
 detections that match no ground-truth face.
+
+Crowds: there are no crowd photos with ground truth here, so the ``pascal_voc_faces`` photos (43 boxed
+faces, 30-120 px) are laid out at their own size in k x k mosaics of 500-pixel cells: the same faces in
+frames of 500, 1000, 1500 and 2000 pixels (k = 4 repeats photos to fill the grid; every face is counted
+once per appearance). For each size: recall, unmatched detections and time per frame with
+``high_res`` off and on. ``auto`` switches it on from ``HIGH_RES_MIN_SIDE`` pixels.
 """
 
 from __future__ import annotations
@@ -203,19 +209,90 @@ def run(args) -> dict:
     return {"baseline": args.baseline, "rounds": args.rounds, "threads": args.threads, "clip": CLIP.name, "rows": rows}
 
 
+def _mosaics(k: int, cell: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
+    import cv2
+
+    gt = json.loads((SCENES / "pascal_voc_faces" / "face_boxes.json").read_text())["images"]
+    items = [(cv2.imread(str(SCENES / "pascal_voc_faces" / n)), np.array(r["faces"], float).reshape(-1, 4)) for n, r in gt.items()]
+    per = k * k
+    if per > len(items):  # fill the grid by repeating photos: every face still counted where it appears
+        items = (items * -(-per // len(items)))[:per]
+    out = []
+    for g in range(0, len(items), per):
+        canvas, boxes = np.zeros((k * cell, k * cell, 3), np.uint8), []
+        for j, (img, b) in enumerate(items[g:g + per]):
+            r, c = divmod(j, k)
+            canvas[r * cell:r * cell + img.shape[0], c * cell:c * cell + img.shape[1]] = img
+            boxes.append(b + [c * cell, r * cell, 0, 0])
+        out.append((canvas, np.concatenate(boxes)))
+    return out
+
+
+def crowds(threads: int, sizes=(1, 2, 3, 4)) -> list[dict]:
+    """Recall, unmatched detections and time per frame of the whole-frame pass and of high_res, per frame size."""
+    from edge_emotion.runtime.face_detection import iou_xywh
+    from edge_emotion.runtime.face_detection.blazeface import HIGH_RES_MIN_SIDE, BlazeFaceDetector
+
+    dets = {m: BlazeFaceDetector("full", threads=threads, high_res=m, max_faces=256) for m in ("off", "on")}
+    calls = {"n": 0}
+    inner = dets["on"].detect_region
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return inner(*a, **k)
+
+    dets["on"].detect_region = counting
+    rows = []
+    for k in sizes:
+        frames = _mosaics(k)
+        for mode, det in dets.items():
+            found = total = unmatched = 0
+            times = []
+            for img, boxes in frames:
+                det.detect(img)  # builds the input shapes this size needs
+                calls["n"] = 0
+                t0 = time.perf_counter()
+                pred = det.detect(img)
+                times.append(time.perf_counter() - t0)
+                p = np.array([[f.x, f.y, f.w, f.h] for f in pred]).reshape(-1, 4)
+                total += len(boxes)
+                if len(p):
+                    m = iou_xywh(boxes, p)
+                    found += int((m.max(1) >= 0.3).sum())
+                    unmatched += int((m.max(0) < 0.3).sum())
+            rows.append({"side": k * 500, "frames": len(frames), "high_res": mode, "found": found, "total": total,
+                         "unmatched": unmatched, "ms_per_frame": 1000 * float(np.median(times)),
+                         "calls_per_frame": calls["n"] if mode == "on" else 1,
+                         "auto_uses_it": k * 500 >= HIGH_RES_MIN_SIDE})
+            log.info("crowds %dpx high_res=%s: %d/%d, %d unmatched, %.1f ms", k * 500, mode, found, total, unmatched,
+                     rows[-1]["ms_per_frame"])
+    return rows
+
+
 def to_markdown(res: dict) -> str:
-    ref = res["rows"][0]["config"]
-    lines = [f"Face detection on `{res['clip']}` ({res['rows'][0]['frames']} frames, 640x360, one frame at a time, "
-             f"{res['threads']} threads), median of {res['rounds']} interleaved rounds; baseline = `{res['baseline']}`.",
-             "", "| config | detect() FPS | x baseline | ms/frame | detector ms | clip faces | missed / extra vs "
-             f"{ref} (IoU<0.3) | median IoU | pascal_voc_faces recall | unmatched |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in res["rows"]:
-        ag = r["vs_" + ref]
-        lines.append(f"| {r['config']} | {r['fps']:.1f} | {r['speedup']:.2f} | {r['ms_per_frame']:.2f} | {r['detector_ms']:.2f} "
-                     f"| {r['clip_faces']} | {ag['missed']} / {ag['extra']} | {ag['median_iou']:.3f} "
-                     f"| {r['recall_found']}/{r['recall_total']} | {r['recall_unmatched']} |")
-    lines += ["", *[f"- `{r['config']}`: {r['what']}" for r in res["rows"]], ""]
+    lines: list[str] = []
+    if res.get("rows"):
+        ref = res["rows"][0]["config"]
+        lines += [f"Face detection on `{res['clip']}` ({res['rows'][0]['frames']} frames, 640x360, one frame at a time, "
+                  f"{res['threads']} threads), median of {res['rounds']} interleaved rounds; baseline = `{res['baseline']}`.",
+                  "", "| config | detect() FPS | x baseline | ms/frame | detector ms | clip faces | missed / extra vs "
+                  f"{ref} (IoU<0.3) | median IoU | pascal_voc_faces recall | unmatched |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["rows"]:
+            ag = r["vs_" + ref]
+            lines.append(f"| {r['config']} | {r['fps']:.1f} | {r['speedup']:.2f} | {r['ms_per_frame']:.2f} | {r['detector_ms']:.2f} "
+                         f"| {r['clip_faces']} | {ag['missed']} / {ag['extra']} | {ag['median_iou']:.3f} "
+                         f"| {r['recall_found']}/{r['recall_total']} | {r['recall_unmatched']} |")
+        lines += ["", *[f"- `{r['config']}`: {r['what']}" for r in res["rows"]], ""]
+    if res.get("crowds"):
+        lines += ["Small faces in large frames: `pascal_voc_faces` photos at their own size in k x k mosaics of 500-px cells "
+                  "(median time per frame).", "",
+                  "| frame side | frames | high_res | recall | unmatched | ms/frame | network calls/frame | auto |",
+                  "|---:|---:|---|---:|---:|---:|---:|---|"]
+        for r in res["crowds"]:
+            lines.append(f"| {r['side']} | {r['frames']} | {r['high_res']} | {r['found']}/{r['total']} | {r['unmatched']} "
+                         f"| {r['ms_per_frame']:.1f} | {r['calls_per_frame']} | {'on' if r['auto_uses_it'] else 'off'} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -227,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default: %(default)s)")
     p.add_argument("--frames", type=int, default=None, help="clip frames per round (default: all 275)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per runtime (default: %(default)s)")
+    p.add_argument("--no-speed", action="store_true", help="skip the timing against the baseline")
+    p.add_argument("--no-crowds", action="store_true", help="skip the high-resolution (mosaic) measurements")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the results as JSON")
     p.add_argument("--markdown", default=None, metavar="OUT", help="write the table as Markdown")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -235,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         worker(json.loads(args.worker))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    res = run(args)
+    res = {"rows": []} if args.no_speed else run(args)
+    if not args.no_crowds:
+        res["crowds"] = crowds(args.threads)
     md = to_markdown(res)
     print(md)
     if args.json_out:

@@ -203,3 +203,66 @@ def test_aspect_fit_is_refused_where_it_cannot_run():
         BlazeFaceDetector("short", fit="aspect")
     with pytest.raises(ValueError, match="fit must be one of"):
         BlazeFaceDetector("full", fit="wide")
+
+
+def test_tile_pyramid_covers_the_frame_with_overlapping_tiles():
+    from edge_emotion.runtime.face_detection.tiling import tile_levels
+
+    levels = tile_levels(1500, 1000, tile=384, overlap=1 / 3)
+    assert [size for size, _ in levels] == [384, 768]
+    for size, regions in levels:
+        cover = np.zeros((1000, 1500), bool)
+        for x0, y0, x1, y1 in regions:
+            assert 0 <= x0 < x1 <= 1500 and 0 <= y0 < y1 <= 1000 and x1 - x0 == size and y1 - y0 == size
+            cover[y0:y1, x0:x1] = True
+        assert cover.all()
+        xs = sorted({r[0] for r in regions})
+        assert all(b - a <= size * 2 / 3 for a, b in zip(xs, xs[1:]))  # neighbours overlap by >= a third
+    assert [s for s, _ in tile_levels(1500, 1000, up_to=100)] == [384]  # 384 / 3 >= 100: one level is enough
+    assert tile_levels(300, 200) == []  # smaller than a tile: the whole-frame pass alone
+    assert tile_levels(500, 200)[0][1] == [(0, 0, 384, 200), (116, 0, 500, 200)]  # clipped to the frame
+    with pytest.raises(ValueError):
+        tile_levels(1000, 1000, overlap=1.0)
+
+
+def test_tiles_drop_faces_cut_by_an_inner_edge_or_too_large_for_the_level():
+    from edge_emotion.runtime.face_detection.base import FaceBox
+    from edge_emotion.runtime.face_detection.tiling import keep_whole
+
+    region, frame = (384, 0, 768, 384), (1000, 1000)
+    faces = [FaceBox(500, 100, 40, 40, 0.9),   # inside: kept
+             FaceBox(384, 100, 40, 40, 0.9),   # on the left edge, which is inside the frame: cut
+             FaceBox(740, 100, 40, 40, 0.9),   # past the right edge: cut
+             FaceBox(500, 0, 40, 40, 0.9),     # on the top edge, which is the frame's edge: kept
+             FaceBox(450, 100, 200, 200, 0.9)]  # larger than the overlap: left to a coarser level
+    kept = keep_whole(faces, region, frame, max_side=128, edge=4)
+    assert [(f.x, f.y) for f in kept] == [(500, 100), (500, 0)]
+
+
+def test_high_res_finds_the_small_faces_of_a_large_frame(scenes):
+    """Four pascal_voc_faces photos at their own size in a 1000x1000 frame: the whole-frame pass sees the faces
+    at a fifth of their size and finds few; the tile pyramid finds nearly all, with no detection off a face
+    (measured: 5 of 18 without tiles, 17 of 18 with)."""
+    from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+
+    gt = json.loads((scenes / "pascal_voc_faces" / "face_boxes.json").read_text())["images"]
+    frame, boxes = np.zeros((1000, 1000, 3), np.uint8), []
+    for j, (name, rec) in enumerate(list(gt.items())[:4]):
+        img = cv2.imread(str(scenes / "pascal_voc_faces" / name))
+        r, c = divmod(j, 2)
+        frame[r * 500:r * 500 + img.shape[0], c * 500:c * 500 + img.shape[1]] = img
+        boxes += [[x + c * 500, y + r * 500, w, h] for x, y, w, h in rec["faces"]]
+    boxes = np.array(boxes, float)
+
+    def score(det):
+        p = np.array([[f.x, f.y, f.w, f.h] for f in det.detect(frame)]).reshape(-1, 4)
+        if not len(p):
+            return 0, 0
+        m = iou_xywh(boxes, p)
+        return int((m.max(1) >= 0.3).sum()), int((m.max(0) < 0.3).sum())
+
+    auto = BlazeFaceDetector("full")
+    assert auto.uses_tiles(1000, 1000) and not auto.uses_tiles(640, 360)
+    found_off, _ = score(BlazeFaceDetector("full", high_res="off"))
+    found_on, unmatched = score(auto)
+    assert found_off <= len(boxes) // 2 and found_on >= len(boxes) - 2 and unmatched == 0, (found_off, found_on, unmatched, len(boxes))

@@ -19,6 +19,7 @@ from ...errors import ModelError
 from ...formats import FORMATS, all_precisions
 from ..image import downscale
 from .base import FaceBox, FaceDetector, iou_xywh
+from .tiling import detect_tiled
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ CONFIGS = {
                                    0.1484375, 0.75, 0.0, 0.6, align=32),
 }
 FITS = ("auto", "aspect", "square")
+HIGH_RES = ("auto", "on", "off")
+# high_res="auto" adds the tile pyramid (tiling.py) to frames whose long side is at least this (measured:
+# benchmarks/face_detection.py, pascal_voc_faces mosaics; see README)
+HIGH_RES_MIN_SIDE = 1000
+# the smallest face full-range finds reliably, in input pixels (the sample face is missed at 11-12 px, found from 14)
+MIN_FACE_INPUT_PX = 14
 # fit="aspect" keeps at least this much black (input pixels) on each side of the frame's short side. With a
 # tight fit (16:9 at 128x192, 10 px) scores ran ~0.09 lower in logit than at 192x192 and three
 # pascal_voc_faces faces near the 0.6 threshold were lost (38/43); with 16 px the recall is the square
@@ -134,16 +141,24 @@ class BlazeFaceDetector(FaceDetector):
     160 x 192, a sixth fewer pixels at the same scale, so the same faces), through a copy of the model
     rewritten for that size (:mod:`..backends.litert_resize`, one per shape, built on first use). ``auto``: ``aspect`` where the variant and backend allow it (full-range on
     LiteRT), else ``square``.
+
+    ``high_res`` adds a pyramid of overlapping ``tile``-pixel tiles to the whole-frame pass (:mod:`.tiling`),
+    for small faces in large frames (crowds, group photos): ``on``, ``off``, or ``auto`` = on for frames whose
+    long side is at least :data:`HIGH_RES_MIN_SIDE`. It costs one network call per tile.
     """
 
     def __init__(self, variant: str = "full", model_path: str | Path | None = None, score_threshold: float | None = None,
-                 threads: int | None = None, providers: list | None = None, max_faces: int = 64, fit: str = "auto") -> None:
+                 threads: int | None = None, providers: list | None = None, max_faces: int = 64, fit: str = "auto",
+                 high_res: str = "auto", tile: int = 384) -> None:
         from ..backends import load_backend
 
         if variant not in CONFIGS:
             raise ValueError(f"BlazeFace variant must be one of {sorted(CONFIGS)}, got {variant!r}")
         if fit not in FITS:
             raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+        if high_res not in HIGH_RES:
+            raise ValueError(f"high_res must be one of {', '.join(HIGH_RES)}, got {high_res!r}")
+        self.high_res, self.tile = high_res, int(tile)
         self.cfg = CONFIGS[variant]
         self.name = self.cfg.name
         self.model_path = Path(model_path) if model_path else weights_path(variant)
@@ -227,7 +242,17 @@ class BlazeFaceDetector(FaceDetector):
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -80, 80)))
         return boxes, scores, kps
 
+    def uses_tiles(self, width: int, height: int) -> bool:
+        """Whether :meth:`detect` adds the tile pyramid for a frame of this size."""
+        if self.high_res == "auto":
+            return max(width, height) >= HIGH_RES_MIN_SIDE
+        return self.high_res == "on" and max(width, height) > self.tile
+
     def detect(self, frame: np.ndarray) -> list[FaceBox]:
+        if self.uses_tiles(frame.shape[1], frame.shape[0]):
+            floor = MIN_FACE_INPUT_PX * max(frame.shape[:2]) / self.cfg.input_size  # the whole-frame pass's smallest face
+            return detect_tiled(self.detect_region, frame, weighted_nms, self.cfg.nms_threshold, self.tile,
+                                whole_frame_floor=floor)[: self.max_faces]
         return self.detect_region(frame)
 
     def detect_region(self, frame: np.ndarray, region: tuple[int, int, int, int] | None = None,
