@@ -29,6 +29,9 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--providers", default=None,
                    help="comma-separated ONNX Runtime execution providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")
     p.add_argument("--align", action="store_true", help="rotate face crops so the eyes are level")
+    p.add_argument("--high-res", default="auto", choices=["auto", "on", "off"],
+                   help="tile large frames to find small faces (default: %(default)s = frames from 1000 px; costs a "
+                        "detector call per tile)")
 
 
 def _detector(args):
@@ -36,7 +39,7 @@ def _detector(args):
 
     providers = args.providers.split(",") if args.providers else None
     return EmotionDetector(model=args.model, backend=args.backend, face_detector=args.face_detector,
-                           threads=args.threads, providers=providers, align=args.align)
+                           threads=args.threads, providers=providers, align=args.align, high_res=args.high_res)
 
 
 # ------------------------------------------------------------------ commands

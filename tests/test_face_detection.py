@@ -266,3 +266,15 @@ def test_high_res_finds_the_small_faces_of_a_large_frame(scenes):
     found_off, _ = score(BlazeFaceDetector("full", high_res="off"))
     found_on, unmatched = score(auto)
     assert found_off <= len(boxes) // 2 and found_on >= len(boxes) - 2 and unmatched == 0, (found_off, found_on, unmatched, len(boxes))
+
+
+def test_high_res_reaches_the_detector_from_the_public_api():
+    from edge_emotion import EmotionDetector
+
+    assert EmotionDetector(high_res="off").face_detector.high_res == "off"
+    assert EmotionDetector().face_detector.high_res == "auto"
+    assert create_face_detector("haar", high_res="off").name == "haar"
+    with pytest.raises(ValueError, match="needs BlazeFace"):
+        create_face_detector("haar", high_res="on")
+    with pytest.raises(ValueError, match="high_res must be one of"):
+        EmotionDetector(high_res="max")

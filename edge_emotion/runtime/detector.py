@@ -56,6 +56,9 @@ class EmotionDetector:
             framed like the training faces (default: the model's metadata ``crop_shift_y``).
         min_face_score: face-detector score threshold (default: the detector's own).
         max_faces: at most this many faces per frame, best first.
+        high_res: small faces in large frames (BlazeFace): ``auto`` adds a pyramid of overlapping tiles to
+            frames whose long side is at least 1,000 px, ``on`` to every frame larger than a tile, ``off``
+            never. It costs one detector call per tile (about 17 for a 1000 x 1000 frame; README).
 
     Thread safety: one instance serialises its calls with a lock, so it may be shared by
     threads; for parallel throughput give each thread its own instance.
@@ -64,7 +67,7 @@ class EmotionDetector:
     def __init__(self, model: str | Path | None = None, backend: str = "auto", face_detector: str | FaceDetector = "auto",
                  threads: int | None = None, providers: list | None = None, margin: float | None = None,
                  align: bool = False, min_face_score: float | None = None, max_faces: int = 64,
-                 shift_y: float | None = None) -> None:
+                 shift_y: float | None = None, high_res: str = "auto") -> None:
         if backend == "fastest":  # measured once per device and model, then cached (edge_emotion.doctor)
             from ..doctor import resolve_fastest
 
@@ -75,6 +78,8 @@ class EmotionDetector:
         self.metadata = self.classifier.meta
         self.model_path = path
         det_kwargs: dict = {"max_faces": max_faces}
+        if high_res != "auto":
+            det_kwargs["high_res"] = high_res
         if min_face_score is not None:
             det_kwargs["score_threshold"] = min_face_score
         self.face_detector = create_face_detector(face_detector, threads=threads, providers=providers, **det_kwargs)

@@ -29,10 +29,13 @@ def create_face_detector(name: str | FaceDetector = "auto", threads: int | None 
 
     if name in BLAZEFACE_VARIANTS:
         return BlazeFaceDetector(BLAZEFACE_VARIANTS[name], threads=threads, providers=providers, **kwargs)
+    high_res = kwargs.pop("high_res", "auto")
     if name == "haar":
+        if high_res == "on":
+            raise ValueError("high_res='on' needs BlazeFace (the tile pyramid); the Haar cascade scans every scale itself")
         return HaarFaceDetector(**kwargs)
     try:
-        det = BlazeFaceDetector("full", threads=threads, providers=providers, **kwargs)
+        det = BlazeFaceDetector("full", threads=threads, providers=providers, high_res=high_res, **kwargs)
         log.info("face detector: BlazeFace full-range (%s)", det.backend.name)
         return det
     except BackendUnavailableError as exc:
