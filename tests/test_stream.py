@@ -494,3 +494,26 @@ def test_output_paths_one_file_or_one_video_per_source(tmp_path):
     assert [p.name for p in paths.values()] == ["clip.mp4", "clip_2.mp4", "camera_0.mp4"]
     with pytest.raises(InputError, match="need a folder"):
         output_paths(str(tmp_path / "a.mp4"), ["x", "y"])
+
+
+def test_tracker_guided_detection_follows_the_faces_between_full_detections(clip):
+    """between='near': frames between full detections search only around the last faces. On the clip's
+    close-up (frames 86-140, one face) the boxes stay on the face the per-frame detector finds."""
+    import numpy as np
+
+    from edge_emotion import EmotionDetector
+    from edge_emotion.runtime.face_detection import iou_xywh
+
+    det = EmotionDetector(threads=2)
+    assert det.can_detect_near
+    with det.stream(clip, detect_every=1) as s:
+        ref = [np.array([f.box for f in r.faces], float).reshape(-1, 4) for r in s]
+    with det.stream(clip, detect_every=5, between="near") as s:
+        got = [np.array([f.box for f in r.faces], float).reshape(-1, 4) for r in s]
+    assert len(got) == len(ref) == 275
+    ious = [iou_xywh(a, b).max() for a, b in zip(ref[86:140], got[86:140]) if len(a) and len(b)]
+    assert len(ious) >= 45 and np.median(ious) > 0.8
+    boxes = det.detect_faces([np.zeros((100, 100, 3), np.uint8)], near=[[(10, 10, 20, 20)]])
+    assert boxes == [[]]  # nothing near the box in a black frame
+    with pytest.raises(ValueError, match="between must be"):
+        det.stream(clip, between="track")

@@ -121,13 +121,30 @@ class EmotionDetector:
         with self._lock:
             return self._classify_boxes(bgr, self._detect_boxes(bgr))
 
-    def detect_faces(self, frames: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+    def detect_faces(self, frames: Sequence[np.ndarray],
+                     near: Sequence[Sequence[FaceBox]] | None = None) -> list[list[FaceBox]]:
         """Step 1 of :meth:`detect_batch`: the face detector's boxes for each frame (best first, at most
         ``max_faces``), no emotions. Pipelines that detect on some frames and track on others call
-        this, then :meth:`classify_faces`."""
+        this, then :meth:`classify_faces`.
+
+        ``near[i]``: search frame ``i`` only around these boxes (e.g. last frame's faces): tracker-guided
+        detection, a fraction of a full detection's cost. Only where :attr:`can_detect_near`; elsewhere
+        the boxes are returned unchanged (held)."""
         bgr = self._frames(frames, "detect_faces")
         with self._lock:
-            return self._detect_boxes(bgr)
+            if near is None:
+                return self._detect_boxes(bgr)
+            if len(near) != len(bgr):
+                raise InputError(f"detect_faces got {len(bgr)} frames but boxes for {len(near)}")
+            if not self.can_detect_near:
+                return [list(b) for b in near]
+            return [self.face_detector.detect_near(f, [_as_facebox(b, "a box") for b in bs]) if bs else []
+                    for f, bs in zip(bgr, near)]
+
+    @property
+    def can_detect_near(self) -> bool:
+        """Whether the face detector can search near known boxes at a fraction of a full detection's cost."""
+        return bool(getattr(self.face_detector, "can_detect_near", False))
 
     def classify_faces(self, frames: Sequence[np.ndarray],
                        boxes: Sequence[Sequence[FaceBox | tuple[float, float, float, float]]]) -> list[list[Face]]:
