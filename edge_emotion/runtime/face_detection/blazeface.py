@@ -144,8 +144,8 @@ class BlazeFaceDetector(FaceDetector):
     192 x 192 input, as MediaPipe does. ``aspect``: the long side still maps to 192, the short side plus a
     black border of :data:`ASPECT_BORDER` px on each side to the next multiple of 32 (a 16:9 frame runs at
     160 x 192, a sixth fewer pixels at the same scale, so the same faces), through a copy of the model
-    rewritten for that size (:mod:`..backends.litert_resize`, one per shape, built on first use). ``auto``: ``aspect`` where the variant and backend allow it (full-range on
-    LiteRT), else ``square``.
+    rewritten for that size (:mod:`..backends.litert_resize`, one per shape, built on first use).
+    ``auto``: ``aspect`` where the variant and backend allow it (full-range on LiteRT), else ``square``.
 
     ``high_res`` adds a pyramid of overlapping ``tile``-pixel tiles to the whole-frame pass (:mod:`.tiling`),
     for small faces in large frames (crowds, group photos): ``on``, ``off``, or ``auto`` = on for frames whose
