@@ -173,7 +173,6 @@ class BlazeFaceDetector(FaceDetector):
         self.max_faces = max_faces
         s = self.cfg.input_size
         self._inputs = {(s, s): _Input(self.backend, self.cfg, s, s)}
-        self.anchors = self._inputs[(s, s)].anchors / s  # the square input's anchors in 0..1 (as MediaPipe's)
         self.fit = self._resolve_fit(fit)
 
     def _resolve_fit(self, fit: str) -> str:
