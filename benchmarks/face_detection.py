@@ -61,23 +61,37 @@ def _frames(n: int | None) -> list[np.ndarray]:
     return out
 
 
+def _xywh(faces) -> np.ndarray:
+    return np.array([[f.x, f.y, f.w, f.h] for f in faces], float).reshape(-1, 4)
+
+
+def compare(pairs) -> dict:
+    """``pairs`` of (reference boxes, boxes), both (N, 4) x, y, w, h per frame: reference boxes with no box at
+    IoU >= 0.3 (``missed``), boxes with no reference (``extra``), the matched IoUs and the reference count."""
+    from edge_emotion.runtime.face_detection import iou_xywh
+
+    missed = extra = total = 0
+    ious: list[float] = []
+    for a, b in pairs:
+        a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+        total += len(a)
+        if len(a) and len(b):
+            m = iou_xywh(a, b)
+            missed += int((m.max(1) < 0.3).sum())
+            extra += int((m.max(0) < 0.3).sum())
+            ious += [float(v) for v in m.max(1) if v >= 0.3]
+        else:
+            missed, extra = missed + len(a), extra + len(b)
+    return {"missed": missed, "extra": extra, "ious": ious, "total": total}
+
+
 def _recall(detect) -> dict:
     import cv2
 
-    from edge_emotion.runtime.face_detection import iou_xywh
-
     gt = json.loads((SCENES / "pascal_voc_faces" / "face_boxes.json").read_text())["images"]
-    found = total = unmatched = 0
-    for name, rec in gt.items():
-        img = cv2.imread(str(SCENES / "pascal_voc_faces" / name))
-        boxes = np.array(rec["faces"], float).reshape(-1, 4)
-        pred = np.array([[f.x, f.y, f.w, f.h] for f in detect(img)]).reshape(-1, 4)
-        total += len(boxes)
-        if len(pred):
-            m = iou_xywh(boxes, pred)
-            found += int((m.max(1) >= 0.3).sum())
-            unmatched += int((m.max(0) < 0.3).sum())
-    return {"found": found, "total": total, "unmatched": unmatched}
+    c = compare((np.array(rec["faces"], float), _xywh(detect(cv2.imread(str(SCENES / "pascal_voc_faces" / name)))))
+                for name, rec in gt.items())
+    return {"found": c["total"] - c["missed"], "total": c["total"], "unmatched": c["extra"]}
 
 
 def worker(spec: dict) -> None:
@@ -110,7 +124,7 @@ def worker(spec: dict) -> None:
             t2 = time.perf_counter()
             out = {"detect_s": t1 - t0, "detector_s": t2 - t1, "faces": int(sum(faces)), "frames": len(frames)}
         elif cmd["cmd"] == "quality":
-            boxes = [[[float(b.x), float(b.y), float(b.w), float(b.h)] for b in fd.detect(f)] for f in frames]
+            boxes = [_xywh(fd.detect(f)).tolist() for f in frames]
             out = {"recall": _recall(fd.detect), "clip_boxes": boxes}
         else:
             break
@@ -155,20 +169,8 @@ def extract(ref: str, dest: Path) -> Path:
 
 
 def _agreement(ref: list, got: list) -> dict:
-    from edge_emotion.runtime.face_detection import iou_xywh
-
-    missed = extra = 0
-    ious: list[float] = []
-    for a, b in zip(ref, got):
-        a, b = np.array(a, float).reshape(-1, 4), np.array(b, float).reshape(-1, 4)
-        if len(a) and len(b):
-            m = iou_xywh(a, b)
-            missed += int((m.max(1) < 0.3).sum())
-            extra += int((m.max(0) < 0.3).sum())
-            ious += [float(v) for v in m.max(1) if v >= 0.3]
-        else:
-            missed, extra = missed + len(a), extra + len(b)
-    return {"missed": missed, "extra": extra, "median_iou": float(np.median(ious)) if ious else None}
+    c = compare(zip(ref, got))
+    return {"missed": c["missed"], "extra": c["extra"], "median_iou": float(np.median(c["ious"])) if c["ious"] else None}
 
 
 def run(args) -> dict:
@@ -230,7 +232,6 @@ def _mosaics(k: int, cell: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def crowds(threads: int, sizes=(1, 2, 3, 4)) -> list[dict]:
     """Recall, unmatched detections and time per frame of the whole-frame pass and of high_res, per frame size."""
-    from edge_emotion.runtime.face_detection import iou_xywh
     from edge_emotion.runtime.face_detection.blazeface import HIGH_RES_MIN_SIDE, BlazeFaceDetector
 
     dets = {m: BlazeFaceDetector("full", threads=threads, high_res=m, max_faces=256) for m in ("off", "on")}
@@ -246,20 +247,16 @@ def crowds(threads: int, sizes=(1, 2, 3, 4)) -> list[dict]:
     for k in sizes:
         frames = _mosaics(k)
         for mode, det in dets.items():
-            found = total = unmatched = 0
-            times = []
+            times, pairs = [], []
             for img, boxes in frames:
                 det.detect(img)  # builds the input shapes this size needs
                 calls["n"] = 0
                 t0 = time.perf_counter()
                 pred = det.detect(img)
                 times.append(time.perf_counter() - t0)
-                p = np.array([[f.x, f.y, f.w, f.h] for f in pred]).reshape(-1, 4)
-                total += len(boxes)
-                if len(p):
-                    m = iou_xywh(boxes, p)
-                    found += int((m.max(1) >= 0.3).sum())
-                    unmatched += int((m.max(0) < 0.3).sum())
+                pairs.append((boxes, _xywh(pred)))
+            c = compare(pairs)
+            found, total, unmatched = c["total"] - c["missed"], c["total"], c["extra"]
             rows.append({"side": k * 500, "frames": len(frames), "high_res": mode, "found": found, "total": total,
                          "unmatched": unmatched, "ms_per_frame": 1000 * float(np.median(times)),
                          "calls_per_frame": calls["n"] if mode == "on" else 1,
@@ -273,7 +270,6 @@ def streams(threads: int, every=(3, 5, 10)) -> list[dict]:
     """Tracker-guided detection in ``stream()`` on the clip: FPS, and the faces of detect-every-frame that a
     stream detecting every N frames misses (no box at IoU >= 0.3 in the same frame) or adds."""
     from edge_emotion import EmotionDetector
-    from edge_emotion.runtime.face_detection import iou_xywh
 
     det = EmotionDetector(threads=threads)
 
@@ -291,14 +287,8 @@ def streams(threads: int, every=(3, 5, 10)) -> list[dict]:
     for n in every:
         for between in ("hold", "near"):
             got, fps = run_stream(n, between)
-            missed = extra = 0
-            for a, b in zip(ref, got):
-                if len(a) and len(b):
-                    m = iou_xywh(a, b)
-                    missed += int((m.max(1) < 0.3).sum())
-                    extra += int((m.max(0) < 0.3).sum())
-                else:
-                    missed, extra = missed + len(a), extra + len(b)
+            c = compare(zip(ref, got))
+            missed, extra = c["missed"], c["extra"]
             rows.append({"detect_every": n, "between": between, "fps": fps, "faces": int(sum(map(len, got))),
                          "missed": missed, "extra": extra, "missed_pct": 100 * missed / max(1, rows[0]["faces"])})
             log.info("stream detect_every=%d between=%s: %.1f FPS, missed %d, extra %d", n, between, fps, missed, extra)

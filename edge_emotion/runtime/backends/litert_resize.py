@@ -49,9 +49,10 @@ def can_resize() -> bool:
 
 def input_hw(content: bytes) -> tuple[int, int]:
     """The (height, width) of a TFLite model's first input."""
-    schema = _schema()
-    m = schema.Model.GetRootAsModel(bytearray(content), 0)
-    sg = m.Subgraphs(0)
+    return _input_hw(_schema().Model.GetRootAsModel(bytearray(content), 0).Subgraphs(0))
+
+
+def _input_hw(sg) -> tuple[int, int]:
     shape = sg.Tensors(int(sg.Inputs(0))).ShapeAsNumpy()
     if not isinstance(shape, np.ndarray) or len(shape) != 4:
         raise ModelError(f"the model's input has shape {shape}; an NHWC image input (4 dimensions) is needed")
@@ -80,7 +81,7 @@ def resize_input(content: bytes, height: int, width: int) -> bytes:
         c = codes[op.OpcodeIndex()]
         return names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "CUSTOM")
 
-    h0, w0 = input_hw(content)
+    h0, w0 = _input_hw(sg)  # the graph already parsed above
     fy, fx = height / h0, width / w0
 
     def scaled(v: int, f: float, what: str) -> int:

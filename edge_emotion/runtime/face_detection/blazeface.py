@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import ModelError
 from ...formats import FORMATS, all_precisions
+from ..crop import square_box
 from ..image import downscale
 from .base import FaceBox, FaceDetector, iou_xywh
 from .tiling import detect_tiled, merge
@@ -274,8 +275,7 @@ class BlazeFaceDetector(FaceDetector):
         shape = (size, size) if self.fit == "aspect" else None
         found: list[FaceBox] = []
         for b in boxes:
-            side = max(b.w, b.h) * (1 + 2 * context)
-            cx, cy = b.x + b.w / 2, b.y + b.h / 2
+            cx, cy, side = square_box(b.x, b.y, b.w, b.h, context)
             x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
             x1, y1 = min(w, int(np.ceil(cx + side / 2))), min(h, int(np.ceil(cy + side / 2)))
             if x1 - x0 >= 2 and y1 - y0 >= 2:
