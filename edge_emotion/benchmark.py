@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets import DEFAULT_DATA, DEFAULT_VIDEO
+from .timing import percentile_ms, time_calls
+
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = "../shared/data/fer2013.npz"
-DEFAULT_VIDEO = "../shared/data/scenes/short_hamilton_clip.mp4"
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "astronaut.png"
 COLUMNS = ["model", "format", "precision", "backend", "size_mb", "accuracy", "delta_vs_fp32", "p50_ms_b1", "p95_ms_b1",
            "per_face_ms_b8", "per_face_ms_b32", "faces_per_s", "face_det_ms_640x480", "e2e_fps", "peak_rss_mb", "threads",
@@ -80,21 +81,6 @@ def discover_models(models: list[str] | None) -> tuple[list[Path], list[str]]:
     return out, missing
 
 
-def _percentile_ms(ts: list[float], q: float) -> float:
-    return float(np.percentile(np.array(ts) * 1000, q))
-
-
-def _time_calls(fn, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return ts
-
-
 def measure_row(path: Path, args) -> dict:
     """Measure one artifact in this process."""
     import resource
@@ -114,22 +100,22 @@ def measure_row(path: Path, args) -> dict:
     row["runtime"] = clf.backend.version()
 
     # the same real faces for every row
-    from .train.data import load_dataset  # numpy-only loader; no TensorFlow
+    from .datasets import load_dataset  # NumPy-only loader; no TensorFlow
 
     if Path(args.data).exists():
         ds = load_dataset(args.data, meta.label_set)
         test = ds["test"]
         x_all, y_all = (test.x[: args.limit], test.hard_labels[: args.limit]) if args.limit else (test.x, test.hard_labels)
-        faces = [np.ascontiguousarray(c[..., 0]) for c in x_all]
+        faces = x_all[:32]
     else:
-        x_all, y_all, faces = None, None, [np.zeros((48, 48), np.uint8)] * 32
+        x_all, y_all, faces = None, None, np.zeros((32, 48, 48, 1), np.uint8)
         row["accuracy_note"] = f"{args.data} not found"
-    b32 = clf.preprocess(faces[:32])
-    t1 = _time_calls(lambda: clf.predict(b32[:1]), args.warmup, args.repeats)
-    t8 = _time_calls(lambda: clf.predict(b32[:8]), max(3, args.warmup // 4), max(20, args.repeats // 4))
-    t32 = _time_calls(lambda: clf.predict(b32), max(3, args.warmup // 4), max(20, args.repeats // 8))
-    row.update(p50_ms_b1=_percentile_ms(t1, 50), p95_ms_b1=_percentile_ms(t1, 95),
-               per_face_ms_b8=_percentile_ms(t8, 50) / 8, per_face_ms_b32=_percentile_ms(t32, 50) / 32)
+    b32 = clf.preprocessing.batch(faces, order="rgb")
+    t1 = time_calls(lambda: clf.predict(b32[:1]), args.warmup, args.repeats)
+    t8 = time_calls(lambda: clf.predict(b32[:8]), max(3, args.warmup // 4), max(20, args.repeats // 4))
+    t32 = time_calls(lambda: clf.predict(b32), max(3, args.warmup // 4), max(20, args.repeats // 8))
+    row.update(p50_ms_b1=percentile_ms(t1, 50), p95_ms_b1=percentile_ms(t1, 95),
+               per_face_ms_b8=percentile_ms(t8, 50) / 8, per_face_ms_b32=percentile_ms(t32, 50) / 32)
     row["faces_per_s"] = 32 / (np.median(t32))
 
     if x_all is not None:
@@ -147,8 +133,8 @@ def measure_row(path: Path, args) -> dict:
     det = EmotionDetector(model=path, threads=args.threads)
     sample = cv2.imread(str(SAMPLE_IMAGE))
     frame640 = cv2.resize(sample, (640, 480))
-    td = _time_calls(lambda: det.face_detector.detect(frame640), 5, 50)
-    row["face_det_ms_640x480"] = _percentile_ms(td, 50)
+    td = time_calls(lambda: det.face_detector.detect(frame640), 5, 50)
+    row["face_det_ms_640x480"] = percentile_ms(td, 50)
     row["face_detector"] = det.face_detector.name
     if Path(args.video).exists():
         cap = cv2.VideoCapture(args.video)

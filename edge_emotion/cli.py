@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .errors import EdgeEmotionError
 
 log = logging.getLogger("edge_emotion.cli")
@@ -96,7 +96,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train.trainer import run
+    from .train.cli import run
 
     run(args)
     return 0
@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     t = sub.add_parser("train", help="train a model (needs the train extra)", description="Train a model; re-run to resume.")
-    from .train.trainer import build_parser as train_parser  # light: imports no TensorFlow at parse time
+    from .datasets import DEFAULT_DATA
+    from .train.cli import build_parser as train_parser  # light: imports no TensorFlow at parse time
 
     train_parser(t)
     t.set_defaults(func=cmd_train)
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="accuracy and per-class figures of a model file on a dataset split",
                        description="Evaluate a .keras, .tflite, .onnx or .engine model on a dataset split.")
     e.add_argument("model", metavar="MODEL")
-    e.add_argument("--data", default="../shared/data/fer2013.npz", help="dataset (default: %(default)s)")
+    e.add_argument("--data", default=DEFAULT_DATA, help="dataset (default: %(default)s)")
     e.add_argument("--split", default="test", help="split name: train, val or test (default: %(default)s)")
     e.add_argument("--tta", action="store_true", help="also report horizontal-flip test-time augmentation")
     e.add_argument("--limit", type=int, default=None, help="only the first N images")

@@ -52,7 +52,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import BackendUnavailableError, ModelError
 from .formats import BACKEND_PREFERENCE, artifact_key, format_for_path, split_artifact_key
 
@@ -670,7 +670,7 @@ def measure_backends(model: str | Path | None = None, seconds: float = DEFAULT_S
     Every runnable row is loaded, then timed for ``seconds`` in total, in :data:`ROUNDS` interleaved rounds:
     two thirds of each slice at batch 1 (p50 and p95 ms per face), one third at batch 8 (p50 of the call / 8),
     each after a short warm-up. Keras rows need ``include_keras`` because the Keras backend imports TensorFlow."""
-    from .benchmark import _percentile_ms  # the benchmark's statistic, so both report the same way
+    from .timing import percentile_ms  # the benchmark's statistic, so both report the same way
 
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
@@ -697,8 +697,8 @@ def measure_backends(model: str | Path | None = None, seconds: float = DEFAULT_S
     for row, clf, batch in live:
         t1, t8 = times[id(row)]
         if row.ok:
-            row.p50_ms_b1, row.p95_ms_b1 = _percentile_ms(t1, 50), _percentile_ms(t1, 95)
-            row.per_face_ms_b8 = _percentile_ms(t8, 50) / len(batch)
+            row.p50_ms_b1, row.p95_ms_b1 = percentile_ms(t1, 50), percentile_ms(t1, 95)
+            row.per_face_ms_b8 = percentile_ms(t8, 50) / len(batch)
             row.calls_b1, row.calls_b8 = len(t1), len(t8)
         close = getattr(clf.backend, "close", None)
         if callable(close):

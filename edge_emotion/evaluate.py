@@ -36,7 +36,7 @@ class EvalResult:
 
 def add_leakage_free(result: EvalResult, pred_ok: np.ndarray, x: np.ndarray, train_x: np.ndarray) -> EvalResult:
     """Add the accuracy on the images that have no pixel-identical copy in the training split."""
-    from .train.data import exact_copies_in
+    from .datasets import exact_copies_in
 
     copies = exact_copies_in(x, train_x)
     if copies.any() and not copies.all():
@@ -70,25 +70,17 @@ def metrics_from_probs(probs: np.ndarray, y: np.ndarray, labels: list[str], mode
 
 def predict_file(model_path: str | Path, images: np.ndarray, batch: int = 64, flip: bool = False) -> tuple[np.ndarray, list[str]]:
     """Probabilities of a model file (.keras/.tflite/.onnx/.engine) for uint8 images (N, H, W[, C]) at any size."""
-    from .runtime.classifier import EmotionClassifier
+    from .predict import file_predictor, predict_images
 
-    clf = EmotionClassifier(model_path)
-    out = []
-    for i in range(0, len(images), batch):
-        chunk = images[i : i + batch]
-        if chunk.ndim == 4 and chunk.shape[-1] == 1:
-            chunk = chunk[..., 0]
-        if flip:
-            chunk = chunk[:, :, ::-1]
-        out.append(clf.predict(clf.preprocess([np.ascontiguousarray(c) for c in chunk])))
-    return np.concatenate(out), clf.labels
+    predict, labels = file_predictor(model_path)
+    return predict_images(predict, images, batch, flip=flip), labels
 
 
 def evaluate_file(model_path: str | Path, data: str | Path, split: str = "test", tta: bool = False,
                   limit: int | None = None) -> EvalResult:
     """Accuracy, macro-F1 and per-class figures of any model file on a dataset split."""
     from .metadata import read_metadata
-    from .train.data import load_dataset
+    from .datasets import load_dataset
 
     meta = read_metadata(model_path)
     ds = load_dataset(data, meta.label_set)

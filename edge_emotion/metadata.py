@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import ModelError
 from .formats import format_by_name, format_for_path, has_magic
+from .preprocessing import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SHIFT_Y, Preprocessing
 
 __all__ = ["ModelMetadata", "read_metadata", "sha256_file", "TFLITE_METADATA_NAME", "ONNX_METADATA_KEY"]
 
@@ -30,11 +31,13 @@ SCHEMA_VERSION = 1
 class ModelMetadata:
     """Everything a runtime needs to feed a classifier and read its output.
 
-    Preprocessing contract: a face crop is resized to ``input_size`` (height,
-    width), converted to ``color`` ("gray" or "rgb"), and each pixel value ``p``
-    in 0..255 becomes ``(p - mean) / std`` as float32, laid out NHWC.
-    Quantised artifacts state their own input scale and zero point; the backend
-    applies them after this step.
+    Preprocessing contract (:class:`edge_emotion.preprocessing.Preprocessing` implements
+    it, for the runtime and for training): a face box is enlarged by ``crop_margin`` and
+    moved by ``crop_shift_y`` into a square, resized to ``input_size`` (height, width) by
+    ``resize`` ("bilinear"; or "area": pixel-area average when shrinking, bilinear when
+    enlarging), converted to ``color`` ("gray" or "rgb"), and each pixel value ``p`` in
+    0..255 becomes ``(p - mean) / std`` as float32, laid out NHWC. Quantised artifacts
+    state their own input scale and zero point; the backend applies them after this step.
     """
 
     labels: list[str]
@@ -49,33 +52,40 @@ class ModelMetadata:
     format: str = "keras"
     data_sha256: str | None = None
     source_sha256: str | None = None
-    crop_margin: float = 0.08
-    crop_shift_y: float = -0.09
+    crop_margin: float = DEFAULT_CROP_MARGIN
+    crop_shift_y: float = DEFAULT_CROP_SHIFT_Y
+    resize: str = "bilinear"  # what the runtime's crops did before this field existed
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
+        try:
+            self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
+        except (TypeError, ValueError):
+            raise ModelError(f"model metadata input_size must be (height, width), got {self.input_size!r}") from None
         self.labels = [str(v) for v in self.labels]
         if not self.labels:
             raise ModelError("model metadata has no labels")
         if len(set(self.labels)) != len(self.labels):
             raise ModelError(f"model metadata has duplicate labels: {self.labels}")
-        if self.color not in ("gray", "rgb"):
-            raise ModelError(f"model metadata color must be 'gray' or 'rgb', got {self.color!r}")
-        if len(self.input_size) != 2 or min(self.input_size) < 1:
-            raise ModelError(f"model metadata input_size must be (height, width), got {self.input_size}")
-        if not self.std:
-            raise ModelError("model metadata std must be non-zero")
+        try:  # the transform's own checks: size, colour, resize method, std
+            self.preprocessing  # noqa: B018
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"model metadata: {exc}") from None
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """This model's face -> input transform (:mod:`edge_emotion.preprocessing`)."""
+        return Preprocessing.from_metadata(self)
 
     @property
     def channels(self) -> int:
-        return 1 if self.color == "gray" else 3
+        return self.preprocessing.channels
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """Per-sample input shape, HWC."""
-        return (self.input_size[0], self.input_size[1], self.channels)
+        return self.preprocessing.input_shape
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

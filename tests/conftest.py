@@ -80,7 +80,8 @@ def fer_test(fer_npz):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, fer_npz):
     """A real end-to-end training run on a small slice (two epochs on 384 images per split)."""
-    from edge_emotion.train.trainer import TrainConfig, train
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=2, batch_size=64, limit=384,

@@ -38,12 +38,12 @@ def test_tiny_run_produces_every_report_artifact(tiny_run, fer_npz):
     # flip-TTA re-computed from the saved model: mean of the image's and its mirror's probabilities
     import keras
 
-    from edge_emotion.train.data import load_dataset
-    from edge_emotion.train.trainer import to_model_input
+    from edge_emotion.datasets import load_dataset
+    from edge_emotion.preprocessing import Preprocessing
 
     test = load_dataset(str(fer_npz), "fer7", None, "majority", 384)["test"]
     model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
-    x = np.asarray(to_model_input(test.x, (48, 48, 1)))
+    x = np.asarray(Preprocessing((48, 48), "gray").tf_batch(test.x))
     p = np.asarray(model.predict(x, verbose=0)) + np.asarray(model.predict(x[:, :, ::-1], verbose=0))
     assert t["tta_accuracy"] == pytest.approx(float((p.argmax(1) == test.hard_labels).mean()), abs=1.5 / 384)
     with open(tiny_run / "history.csv") as f:
@@ -63,7 +63,7 @@ def test_tiny_run_produces_every_report_artifact(tiny_run, fer_npz):
     import keras
 
     from edge_emotion.train.averaging import val_accuracy
-    from edge_emotion.train.data import load_dataset
+    from edge_emotion.datasets import load_dataset
 
     val = load_dataset(str(fer_npz), "fer7", None, "majority", 384)["val"]
     got = val_accuracy(keras.saving.load_model(tiny_run / "model.keras", safe_mode=True), val.x, val.hard_labels)
@@ -85,14 +85,14 @@ def test_shipped_keras_file_has_no_optimizer_state(tiny_run):
 def test_a_resumed_run_keeps_its_history_columns(tmp_path):
     """Epoch times are logged by new runs; a run resumed from an older log keeps that log's columns
     (a new column under an old header would shift every value after it)."""
-    from edge_emotion.train.trainer import _epoch_seconds, _logs_epoch_seconds
+    from edge_emotion.train.history import epoch_seconds, logs_epoch_seconds
 
     new, old = tmp_path / "new.csv", tmp_path / "old.csv"
-    assert _logs_epoch_seconds(new)
+    assert logs_epoch_seconds(new)
     old.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,0.5,1.3\n")
-    assert not _logs_epoch_seconds(old) and _epoch_seconds(old) is None
+    assert not logs_epoch_seconds(old) and epoch_seconds(old) is None
     new.write_text("epoch,accuracy,epoch_seconds,loss,val_accuracy,val_loss\n0,0.5,30.5,1.2,0.5,1.3\n1,0.6,29.5,1.1,0.6,1.2\n")
-    assert _logs_epoch_seconds(new) and _epoch_seconds(new) == 60.0
+    assert logs_epoch_seconds(new) and epoch_seconds(new) == 60.0
 
 
 def test_weight_averaging_means_and_batchnorm_refresh(tmp_path):
@@ -113,7 +113,7 @@ def test_weight_averaging_means_and_batchnorm_refresh(tmp_path):
 
     # moving statistics become the plain mean/variance over all images, not an EMA of the last batches
     images = np.random.default_rng(0).integers(0, 256, (64, 4, 4, 1)).astype(np.uint8)
-    refresh_batchnorm(model, images, (4, 4, 1), batch=16)
+    refresh_batchnorm(model, images, batch=16)
     bn = model.layers[-1]
     assert np.allclose(bn.moving_mean.numpy(), images.mean(), rtol=1e-4)
     assert bn.momentum == 0.99
@@ -122,7 +122,8 @@ def test_weight_averaging_means_and_batchnorm_refresh(tmp_path):
 def test_resume_continues_from_the_saved_epoch(tiny_run, tmp_path, fer_npz):
     import shutil
 
-    from edge_emotion.train.trainer import TrainConfig, train
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
 
     run = tmp_path / "resumed"
     shutil.copytree(tiny_run, run)
@@ -204,7 +205,7 @@ def test_seed_cnn_is_the_seed_architecture():
 
 
 def test_kaggle_csv_loader(tmp_path, fer_test):
-    from edge_emotion.train.data import load_dataset
+    from edge_emotion.datasets import load_dataset
 
     x, y = fer_test
     p = tmp_path / "fer2013.csv"
@@ -225,7 +226,7 @@ def test_kaggle_csv_loader(tmp_path, fer_test):
 
 
 def test_image_folder_loader(tmp_path, fer_test):
-    from edge_emotion.train.data import load_dataset
+    from edge_emotion.datasets import load_dataset
 
     x, y = fer_test
     names = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -243,7 +244,7 @@ def test_image_folder_loader(tmp_path, fer_test):
 
 
 def test_ferplus_majority_and_soft(fer_npz, ferplus_npz):
-    from edge_emotion.train.data import load_ferplus
+    from edge_emotion.datasets import load_ferplus
 
     maj = load_ferplus(fer_npz, ferplus_npz, "majority")
     soft = load_ferplus(fer_npz, ferplus_npz, "soft")
@@ -254,7 +255,7 @@ def test_ferplus_majority_and_soft(fer_npz, ferplus_npz):
 
 
 def test_emotic_csv_multilabel(tmp_path, astronaut):
-    from edge_emotion.train.data import load_emotic_csv
+    from edge_emotion.datasets import load_emotic_csv
 
     (tmp_path / "imgs" / "mscoco").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "imgs" / "mscoco" / "a.jpg"), astronaut)
@@ -284,7 +285,7 @@ def test_multilabel_report_has_cooccurrence_and_ap(tmp_path):
 
 
 def test_class_weights_and_oversampling():
-    from edge_emotion.train.trainer import class_weights, oversample_indices
+    from edge_emotion.train.pipeline import class_weights, oversample_indices
 
     counts = np.array([100, 10, 50])
     w = class_weights(counts, "weights")
@@ -305,13 +306,15 @@ def test_weight_averaging_phase_continues_a_trained_model(tiny_run, tmp_path, fe
     from edge_emotion.export.bundle import _start_lines
     from edge_emotion.metadata import sha256_file
     from edge_emotion.train.averaging import snapshot_files
-    from edge_emotion.train.trainer import TrainConfig, _schedule, train
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
+    from edge_emotion.train.pipeline import schedule
 
-    assert _schedule(3e-4, 10, 5, 1, "constant") == 3e-4
-    cosine = _schedule(3e-4, 10, 5, 1, "cosine")
+    assert schedule(3e-4, 10, 5, 1, "constant") == 3e-4
+    cosine = schedule(3e-4, 10, 5, 1, "cosine")
     assert float(cosine(10)) == pytest.approx(3e-4) and float(cosine(50)) < 1e-5  # peak after warm-up, then decays
     with pytest.raises(ValueError, match="unknown learning-rate schedule"):
-        _schedule(3e-4, 10, 5, 1, "step")
+        schedule(3e-4, 10, 5, 1, "step")
 
     out = tmp_path / "swa"
     cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=2, batch_size=64, limit=256,
@@ -330,7 +333,7 @@ def test_weight_averaging_phase_continues_a_trained_model(tiny_run, tmp_path, fe
     assert np.corrcoef(w_src.ravel(), w_got.ravel())[0, 1] > 0.9  # continued at a low rate, not restarted
     avg = meta["extra"]["final_weights"]  # the starting point competes with the averages on val, scored the same way
     from edge_emotion.train.averaging import val_accuracy
-    from edge_emotion.train.data import load_dataset
+    from edge_emotion.datasets import load_dataset
 
     val = load_dataset(str(fer_npz), "fer7", None, "majority", 256)["val"]
     assert avg["starting_model_val_accuracy"] == pytest.approx(val_accuracy(src, val.x, val.hard_labels), abs=1e-6)
@@ -362,7 +365,8 @@ def test_two_stage_transfer_to_ferplus8(tiny_run, tmp_path, fer_npz):
     import keras
 
     from edge_emotion.metadata import read_metadata
-    from edge_emotion.train.trainer import TrainConfig, train
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
 
     out = tmp_path / "ferplus"
     cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), label_set="ferplus8", out=str(out), epochs=1, head_epochs=1,
@@ -404,7 +408,8 @@ def resnet_weights(tmp_path_factory):
 def test_backbone_two_stage_from_a_local_weights_file(resnet_weights, tmp_path, fer_npz):
     import keras
 
-    from edge_emotion.train.trainer import TrainConfig, train
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
 
     path, conv1 = resnet_weights
     out = tmp_path / "resnet"
@@ -432,7 +437,7 @@ def test_backbone_weights_errors_say_what_to_do(resnet_weights, tmp_path):
 def test_random_erasing_and_weight_decay_options():
     import keras
 
-    from edge_emotion.train.trainer import make_augmenter, make_optimizer
+    from edge_emotion.train.pipeline import make_augmenter, make_optimizer
 
     x = np.full((64, 48, 48, 1), 128.0, np.float32)
     y = np.asarray(make_augmenter(3, random_erasing=1.0).layers[-1](x, training=True))
@@ -451,7 +456,7 @@ def test_random_erasing_and_weight_decay_options():
 
 def test_exact_copies_match_the_dataset_card(fer_npz):
     """The leakage-free figure drops exactly the test images fer2013.json lists as copies of training images."""
-    from edge_emotion.train.data import exact_copies_in
+    from edge_emotion.datasets import exact_copies_in
 
     card = json.loads((fer_npz.parent / "fer2013.json").read_text())["quality_checks"]["exact_duplicates"]
     with np.load(fer_npz) as d:

@@ -20,14 +20,13 @@ import numpy as np
 from ..errors import EdgeEmotionError, ModelError
 from ..formats import Format, agreement_threshold, artifact_name, format_by_name
 from ..metadata import read_metadata, sha256_file
+from ..datasets import DEFAULT_DATA
 from .calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from .validate import ValidationReport, compare
 
 log = logging.getLogger(__name__)
 
 __all__ = ["export_model", "ExportResult", "ExportValidationError", "EXPORTERS"]
-
-DEFAULT_DATA = "../shared/data/fer2013.npz"
 
 
 class ExportValidationError(EdgeEmotionError):
@@ -78,16 +77,6 @@ def _export_engine(model, meta, out, precision, calib, options, progress):
 EXPORTERS = {"tflite": _export_tflite, "onnx": _export_onnx, "engine": _export_engine}
 
 
-def _model_inputs(images: np.ndarray, input_shape) -> np.ndarray:
-    """uint8 (N, H, W, C) -> float32 model input (resized/recoloured as the model needs)."""
-    from ..train.trainer import to_model_input
-
-    out = []
-    for i in range(0, len(images), 256):
-        out.append(np.asarray(to_model_input(images[i : i + 256], tuple(input_shape))))
-    return np.concatenate(out)
-
-
 def load_keras_with_metadata(path: Path):
     import keras
 
@@ -116,14 +105,20 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
     """
     from tqdm import tqdm
 
+    from ..datasets import load_dataset
     from ..evaluate import predict_file
-    from ..train.data import load_dataset
+    from ..predict import keras_predictor, predict_images
+    from ..preprocessing import Preprocessing
 
     model_path = Path(model_path)
     fmt: Format = format_by_name(format)
     if precision not in fmt.precisions:
         raise ValueError(f"{fmt.name} supports precisions {', '.join(fmt.precisions)}; got {precision!r}")
     model, meta = load_keras_with_metadata(model_path)
+    prep = Preprocessing.from_metadata(meta)  # the transform the artifact's runtime applies, in TensorFlow
+    if tuple(model.input_shape[1:]) != prep.input_shape:
+        raise ModelError(f"{model_path}: the model takes inputs of shape {tuple(model.input_shape[1:])} but its metadata "
+                         f"says {prep.input_shape}; the sidecar {model_path.name}.json belongs to another model")
     data = Path(data or meta.extra.get("config", {}).get("data") or DEFAULT_DATA)
     out = Path(out) if out else model_path.with_name(artifact_name(model_path.stem, fmt, precision))
     if out.is_dir():
@@ -134,8 +129,8 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
     calib_x = None
     calib_info = None
     if precision == "int8":
-        raw = calibration_images(calib or data, n_calib)
-        calib_x = _model_inputs(raw, model.input_shape[1:])
+        raw = calibration_images(calib or data, n_calib, preprocessing=prep)
+        calib_x = predict_images(prep.tf_batch, raw)  # model inputs, batch by batch
         calib_info = {"calibration_source": str(calib or data), "calibration_images": int(len(raw))}
     art_meta = meta.derive(format=fmt.name, precision=precision, source_sha256=sha256_file(model_path),
                            extra={k: v for k, v in {**meta.extra, **(calib_info or {})}.items() if k != "config"})
@@ -149,8 +144,7 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
         ds = load_dataset(data, meta.label_set)
         test = ds["test"]
         idx = np.arange(min(n_validate, len(test)))
-        x = _model_inputs(test.x[idx], model.input_shape[1:])
-        src = np.concatenate([np.asarray(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)])
+        src = predict_images(keras_predictor(model, prep), test.x[idx])
         # the artifact runs through the SDK's own runtime, its own preprocessing included
         art = predict_file(out, test.x[idx])[0]
         thr = agreement_threshold(precision) if threshold is None else threshold

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..preprocessing import Preprocessing
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CALIBRATION_IMAGES = 2000
@@ -25,18 +27,29 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return rng.permutation(idx)[:n]
 
 
-def calibration_images(source: str | Path, n: int = DEFAULT_CALIBRATION_IMAGES, split: str = "train", seed: int = 0) -> np.ndarray:
-    """uint8 images (n, H, W, C) from a dataset (npz/csv/folder) or a folder of image files."""
+def calibration_images(source: str | Path, n: int = DEFAULT_CALIBRATION_IMAGES, split: str = "train", seed: int = 0,
+                       preprocessing: Preprocessing | None = None) -> np.ndarray:
+    """uint8 images (n, H, W, C) from a dataset (npz/csv/folder) or a folder of face images.
+
+    Face images in a plain folder are resized to the model's input by ``preprocessing``
+    (default: 48x48) and kept as RGB; the exporter's preprocessing converts the colour.
+    """
     source = Path(source)
     if source.is_dir() and not (source / "train").is_dir():
         import cv2
 
+        prep = preprocessing or Preprocessing((48, 48), "gray")
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})[:n]
         if not files:
             raise ValueError(f"{source}: no calibration images found")
-        imgs = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
-        return np.stack([cv2.resize(i, (48, 48)) for i in imgs])[..., None]
-    from ..train.data import load_dataset
+        imgs = []
+        for f in files:
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError(f"{f}: cannot decode this calibration image")
+            imgs.append(cv2.cvtColor(prep.resize_crop(img), cv2.COLOR_BGR2RGB))
+        return np.stack(imgs)
+    from ..datasets import load_dataset
 
     ds = load_dataset(source)
     s = ds[split]

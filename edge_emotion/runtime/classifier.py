@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import ModelError
 from ..metadata import ModelMetadata, read_metadata
+from ..preprocessing import Preprocessing
 from .backends import Backend, load_backend
 from .results import Emotion
 
@@ -30,6 +30,7 @@ class EmotionClassifier:
             raise ModelError(f"{self.path}: the model takes inputs of shape {got} but its metadata says {want}; "
                              "the metadata belongs to another model")
         self.labels = list(self.meta.labels)
+        self.preprocessing: Preprocessing = self.meta.preprocessing
         self._checked_outputs = False
 
     def close(self) -> None:
@@ -37,19 +38,9 @@ class EmotionClassifier:
         self.backend.close()
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
-        """BGR uint8 crops (any size) -> normalised float32 NHWC batch at the model's input size."""
-        h, w = self.meta.input_size
-        out = np.empty((len(crops), h, w, self.meta.channels), np.float32)
-        for i, c in enumerate(crops):
-            if c.shape[:2] != (h, w):
-                c = cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA if c.shape[0] > h else cv2.INTER_LINEAR)
-            if self.meta.color == "gray":
-                out[i, ..., 0] = cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) if c.ndim == 3 else c
-            else:
-                out[i] = cv2.cvtColor(c, cv2.COLOR_BGR2RGB)
-        if self.meta.mean != 0.0 or self.meta.std != 1.0:
-            out = (out - self.meta.mean) / self.meta.std
-        return out
+        """BGR uint8 crops (any size) -> normalised float32 NHWC batch at the model's input size
+        (:meth:`Preprocessing.batch` with the model's own metadata)."""
+        return self.preprocessing.batch(crops, order="bgr")
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, K) for a preprocessed batch, in ONE backend call."""

@@ -18,7 +18,6 @@ import numpy as np
 
 from ..errors import InputError
 from .classifier import EmotionClassifier
-from .crop import crop_face
 from .face_detection import FaceBox, FaceDetector, create_face_detector
 from .image import as_bgr
 from .results import Emotion, Face
@@ -202,7 +201,7 @@ class EmotionDetector:
         return [self.face_detector.detect(f)[: self.max_faces] for f in frames]
 
     def _classify_boxes(self, frames: list[np.ndarray], boxes: list[list[FaceBox]]) -> list[list[Face]]:
-        size = self.metadata.input_size
+        prep = self.classifier.preprocessing
         crops, owners = [], []
         for i, (frame, fbs) in enumerate(zip(frames, boxes)):
             h, w = frame.shape[:2]
@@ -210,7 +209,7 @@ class EmotionDetector:
                 box = _clip_box(fb, w, h)
                 if box is None:
                     continue
-                crops.append(crop_face(frame, (fb.x, fb.y, fb.w, fb.h), size, self.margin, fb.landmarks, self.align, self.shift_y))
+                crops.append(prep.crop(frame, (fb.x, fb.y, fb.w, fb.h), fb.landmarks, self.align, self.margin, self.shift_y))
                 owners.append((i, box, fb))
         probs = self.classifier.predict(self.classifier.preprocess(crops))
         out: list[list[Face]] = [[] for _ in frames]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..predict import keras_predictor, predict_images
+
 log = logging.getLogger(__name__)
 
 __all__ = ["snapshot_callback", "Candidate", "snapshot_files", "average_snapshots", "refresh_batchnorm",
@@ -85,7 +87,7 @@ def set_variables(model, arrays: list[np.ndarray]) -> None:
         v.assign(a)
 
 
-def refresh_batchnorm(model, images: np.ndarray, input_shape, batch: int = 256) -> None:
+def refresh_batchnorm(model, images: np.ndarray, batch: int = 256) -> None:
     """Re-estimate every BatchNorm layer's moving mean/variance as the plain average over ``images``.
 
     Averaged weights do not match averaged statistics; this is SWA's ``update_bn``. Each
@@ -94,17 +96,16 @@ def refresh_batchnorm(model, images: np.ndarray, input_shape, batch: int = 256) 
     """
     import keras
 
-    from .trainer import to_model_input
-
     bns = [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
     if not bns:
         return
     saved = [b.momentum for b in bns]
+    step = keras_predictor(model, training=True)
     try:
         for t, i in enumerate(range(0, len(images), batch)):
             for b in bns:
                 b.momentum = t / (t + 1)
-            model(to_model_input(images[i : i + batch], input_shape), training=True)
+            step(images[i : i + batch])
     finally:
         for b, m in zip(bns, saved):
             b.momentum = m
@@ -130,15 +131,7 @@ class Candidate:
 
 def val_accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of ``model`` on uint8 images ``x``, computed the way every candidate is scored."""
-    return _accuracy(model, x, y, tuple(model.input_shape[1:]))
-
-
-def _accuracy(model, x: np.ndarray, y: np.ndarray, input_shape, batch: int = 512) -> float:
-    from .trainer import to_model_input
-
-    probs = np.concatenate([np.asarray(model(to_model_input(x[i : i + batch], input_shape), training=False), np.float32)
-                            for i in range(0, len(x), batch)])
-    return float((probs.argmax(1) == y).mean())
+    return float((predict_images(keras_predictor(model), x, batch=512).argmax(1) == y).mean())
 
 
 def _has_batchnorm(model) -> bool:
@@ -157,7 +150,6 @@ def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: n
     winner; if none beats ``best_val`` it is left unchanged and (None, candidates) returned.
     """
     files = snapshot_files(run_dir) if max_k > 1 else []
-    input_shape = tuple(model.input_shape[1:])
     original = [np.array(v.numpy()) for v in model.weights]
     has_bn = _has_batchnorm(model)
     rng = np.random.default_rng(seed)
@@ -169,9 +161,8 @@ def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: n
         nonlocal winner
         set_variables(model, weights)
         if refresh:
-            refresh_batchnorm(model, bn_x, input_shape)
-        cands.append(Candidate(name + (" + BN refresh" if refresh else ""), epochs, refresh,
-                               _accuracy(model, val_x, val_y, input_shape)))
+            refresh_batchnorm(model, bn_x)
+        cands.append(Candidate(name + (" + BN refresh" if refresh else ""), epochs, refresh, val_accuracy(model, val_x, val_y)))
         log.info("final weights: %s -> val accuracy %.4f (to beat: %.4f)", cands[-1].name, cands[-1].val_accuracy, best_val)
         if cands[-1] is max(cands, key=lambda c: c.val_accuracy):
             winner = [np.array(v.numpy()) for v in model.weights]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluate import add_leakage_free, metrics_from_probs
-from .data import Dataset
+from ..predict import keras_predictor, predict_images, predict_with_flip
+from ..datasets import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -133,18 +134,6 @@ def plot_examples(x: np.ndarray, y: np.ndarray, pred: np.ndarray, labels: list[s
     plt.close(fig)
 
 
-def _predict(model, x: np.ndarray, input_shape, batch: int = 256, flip: bool = False) -> np.ndarray:
-    from .trainer import to_model_input
-
-    out = []
-    for i in range(0, len(x), batch):
-        chunk = x[i : i + batch]
-        if flip:
-            chunk = chunk[:, :, ::-1]
-        out.append(np.asarray(model(to_model_input(chunk, input_shape), training=False), dtype=np.float32))
-    return np.concatenate(out)
-
-
 def write_report(run_dir: str | Path, ds: Dataset, model_path: str | Path | None = None) -> dict:
     """Evaluate the run's model on val and test and write every figure and table of the report."""
     import keras
@@ -152,7 +141,7 @@ def write_report(run_dir: str | Path, ds: Dataset, model_path: str | Path | None
     run = Path(run_dir)
     model = keras.saving.load_model(str(model_path or run / "model.keras"), safe_mode=True, compile=False)
     labels = list(ds.label_set.labels)
-    input_shape = tuple(model.input_shape[1:])
+    predict = keras_predictor(model)
     if (run / "history.csv").exists():
         plot_curves(run / "history.csv", run)
     if not (run / "class_distribution.png").exists():
@@ -161,12 +150,11 @@ def write_report(run_dir: str | Path, ds: Dataset, model_path: str | Path | None
                     "data_sha256": ds.sha256, "params": int(model.count_params())}
     for split in [s for s in ("val", "test") if s in ds.splits]:
         s = ds[split]
-        probs = _predict(model, s.x, input_shape)
         if ds.label_set.multi_label:
-            report[split] = _multilabel_report(probs, s.y, labels, run, split)
+            report[split] = _multilabel_report(predict_images(predict, s.x), s.y, labels, run, split)
             continue
         y = s.hard_labels
-        flip = _predict(model, s.x, input_shape, flip=True)
+        probs, flip = predict_with_flip(predict, s.x, progress=f"report: {split}")
         res = metrics_from_probs(probs, y, labels, report["model"], split, flip)
         if "train" in ds.splits:
             add_leakage_free(res, probs.argmax(1) == y, s.x, ds["train"].x)

@@ -3,6 +3,9 @@
 Every loader returns a :class:`Dataset`: named splits of uint8 images (N, H, W, C)
 and targets that are class indices (single-label) or float vectors (soft labels,
 multi-label), plus the :class:`LabelSet` that names the columns.
+
+NumPy (and OpenCV for image folders) only: training, evaluation, the benchmark and int8
+calibration all load data from here, and only training needs the ``train`` extra.
 """
 
 from __future__ import annotations
@@ -11,17 +14,25 @@ import ast
 import csv
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .labelsets import LabelSet, load_label_set
+from .metadata import sha256_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["exact_copies_in", "Split", "Dataset", "load_dataset", "load_fer2013_npz", "load_fer2013_csv", "load_image_folders",
+__all__ = ["DATA_DIR", "DEFAULT_DATA", "DEFAULT_VIDEO", "exact_copies_in", "Split", "Dataset", "load_dataset", "load_fer2013_npz", "load_fer2013_csv", "load_image_folders",
            "load_ferplus", "load_emotic_csv", "FERPLUS_TO_FER7"]
+
+DATA_DIR = Path(os.environ.get("EDGE_EMOTION_DATA", "../shared/data"))
+"""Where the datasets live: ``$EDGE_EMOTION_DATA``, else ``../shared/data`` (beside the project root,
+run from the checkout). Every default below derives from it."""
+DEFAULT_DATA = str(DATA_DIR / "fer2013.npz")
+DEFAULT_VIDEO = str(DATA_DIR / "scenes" / "short_hamilton_clip.mp4")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 # Kaggle/official split names -> ours
@@ -87,14 +98,6 @@ def exact_copies_in(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
                        bool, count=len(x))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_fer2013_npz(path: str | Path, limit: int | None = None) -> Dataset:
     """The project's ``fer2013.npz``: official Training / PublicTest / PrivateTest as train / val / test."""
     path = Path(path)
@@ -105,7 +108,7 @@ def load_fer2013_npz(path: str | Path, limit: int | None = None) -> Dataset:
             if limit:
                 x, y = x[:limit], y[:limit]
             splits[name] = Split(x, y)
-    return Dataset(load_label_set("fer7"), splits, str(path), _sha256(path))
+    return Dataset(load_label_set("fer7"), splits, str(path), sha256_file(path))
 
 
 def load_ferplus(fer_npz: str | Path, votes_npz: str | Path, mode: str = "majority", limit: int | None = None) -> Dataset:
@@ -136,7 +139,7 @@ def load_ferplus(fer_npz: str | Path, votes_npz: str | Path, mode: str = "majori
             if limit:
                 idx = idx[:limit]
             splits[name] = Split(split.x[idx], y[idx])
-    return Dataset(load_label_set("ferplus8"), splits, f"{fer_npz}+{votes_npz}", _sha256(votes_npz),
+    return Dataset(load_label_set("ferplus8"), splits, f"{fer_npz}+{votes_npz}", sha256_file(votes_npz),
                    info={"ferplus_mode": mode})
 
 
@@ -161,7 +164,7 @@ def load_fer2013_csv(path: str | Path, limit: int | None = None) -> Dataset:
             if limit and row_no - 1 >= limit:
                 break
     splits = {k: Split(np.stack(v), np.array(ys[k], dtype=np.int64)) for k, v in xs.items()}
-    return Dataset(load_label_set("fer7"), splits, str(path), _sha256(path))
+    return Dataset(load_label_set("fer7"), splits, str(path), sha256_file(path))
 
 
 def _read_gray(path: Path, size: tuple[int, int] | None) -> np.ndarray:
@@ -256,7 +259,7 @@ def load_emotic_csv(csv_path: str | Path, image_root: str | Path, size: tuple[in
             ys.append(target)
     if not xs:
         raise ValueError(f"{csv_path}: no annotations")
-    return Dataset(ls, {split: Split(np.stack(xs), np.stack(ys))}, str(csv_path), _sha256(Path(csv_path)))
+    return Dataset(ls, {split: Split(np.stack(xs), np.stack(ys))}, str(csv_path), sha256_file(Path(csv_path)))
 
 
 def load_dataset(path: str | Path, label_set: str = "fer7", ferplus_votes: str | Path | None = None,

@@ -1,0 +1,84 @@
+"""``edge-emotion train``: the command line of a training run (parsing needs no TensorFlow)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import MODEL_NAMES
+from .config import TrainConfig
+
+__all__ = ["build_parser", "config_from_args", "run", "main"]
+
+_DESCRIPTION = """Train a model: one command from a dataset to a run folder with the model, its metadata and a full report.
+Re-running the same command resumes from the last finished epoch."""
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="edge-emotion train", description=_DESCRIPTION)
+    d = TrainConfig()
+    p.add_argument("--model", default=d.model, choices=MODEL_NAMES, help="model to train (default: %(default)s)")
+    p.add_argument("--data", default=d.data, help="fer2013.npz, Kaggle fer2013.csv or an image folder (default: %(default)s)")
+    p.add_argument("--labels", dest="label_set", default=d.label_set, help="label set: fer7, ferplus8, emotic26 or a JSON file (default: %(default)s)")
+    p.add_argument("--out", "-o", default=None, help="run folder (default: runs/<model>); an existing run resumes")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", dest="learning_rate", type=float, default=None, help="peak learning rate (default: the model's)")
+    p.add_argument("--lr-schedule", default=d.lr_schedule, choices=["cosine", "constant"],
+                   help="warm-up + cosine decay, or a constant rate (a weight-averaging phase; default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--random-erasing", type=float, default=d.random_erasing, metavar="P",
+                   help="erase a random patch of a training image with probability P (default: off)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="WD",
+                   help="decoupled weight decay (AdamW) on kernels; 0 uses Adam (default: %(default)s)")
+    p.add_argument("--average-last", type=int, default=d.average_last, metavar="K",
+                   help="keep the last K epochs' weights and ship their average if it beats the best epoch on validation "
+                        "(stochastic weight averaging; default: off)")
+    p.add_argument("--balance", default=d.balance, choices=["none", "weights", "sqrt", "oversample"], help="class balancing")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images of each split")
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["auto", "bf16", "off"])
+    p.add_argument("--ferplus-mode", default=d.ferplus_mode, choices=["majority", "soft"])
+    p.add_argument("--ferplus-votes", default=None, help="ferplus_labels.npz (default: beside --data)")
+    p.add_argument("--init-from", default=None, help=".keras model to start from: transfer to another label set, or continue it (same classes)")
+    p.add_argument("--backbone-weights", default=None, help="local weights file for resnet50/densenet121 (no downloads)")
+    p.add_argument("--head-epochs", type=int, default=0, help="stage 1 epochs with a frozen body before fine-tuning")
+    p.add_argument("--no-report", dest="report", action="store_false")
+    p.add_argument("--finalize", metavar="RUN", default=None,
+                   help="write model.keras, metadata and report from RUN's best checkpoint (BatchNorm re-estimation and "
+                        "weight averages compete on val), then exit; works on a run that is still training")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if args.out is None:
+        cfg.out = f"runs/{cfg.model}"
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    run(args)
+    return 0
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train per the parsed command line, or only finalise an existing run with ``--finalize RUN``."""
+    if args.finalize:
+        from .finalize import finalize_run
+
+        return finalize_run(args.finalize, report=args.report, average_last=args.average_last or None)
+    from .loop import train
+
+    return train(config_from_args(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The pieces a training run is built from: data pipeline, augmentation, class balancing, loss, optimiser,
+learning-rate schedule, and the model a run starts from (two-stage transfer)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..preprocessing import Preprocessing
+
+log = logging.getLogger(__name__)
+
+__all__ = ["class_weights", "oversample_indices", "make_augmenter", "make_optimizer", "make_dataset", "loss_and_metrics",
+           "schedule", "load_init", "replace_head"]
+
+
+def class_weights(counts: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights: ``weights`` = inverse frequency, ``sqrt`` = its square root; mean weight 1."""
+    if mode not in ("weights", "sqrt"):
+        return None
+    counts = np.maximum(counts.astype(np.float64), 1)
+    w = counts.sum() / (len(counts) * counts)
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    w = w / (w * counts).sum() * counts.sum()
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def oversample_indices(labels: np.ndarray, rng: np.random.Generator, floor: float = 0.5) -> np.ndarray:
+    """Indices that repeat each rare class until it has at least ``floor`` x the largest class's count."""
+    counts = np.bincount(labels)
+    target = int(floor * counts.max())
+    parts = []
+    for c, n in enumerate(counts):
+        idx = np.flatnonzero(labels == c)
+        if 0 < n < target:
+            idx = np.concatenate([idx, rng.choice(idx, target - n, replace=True)])
+        parts.append(idx)
+    return rng.permutation(np.concatenate(parts))
+
+
+def make_augmenter(seed: int, random_erasing: float = 0.0):
+    """On-the-fly augmentation: rotation, horizontal flip, zoom, shift, brightness, contrast.
+
+    ``random_erasing`` > 0 adds random erasing (Zhong et al. 2017): with that probability
+    a patch of 2-20 % of the image is replaced by noise, so the model cannot lean on
+    one region (mouth or eyes) alone.
+    """
+    import keras
+    from keras import layers
+
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
+    steps = [
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(12 / 360, fill_mode="reflect", seed=seed + 1),
+        layers.RandomZoom((-0.12, 0.12), fill_mode="reflect", seed=seed + 2),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+        layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 4),
+        layers.RandomContrast(0.2, seed=seed + 5),
+    ]
+    if random_erasing > 0:
+        steps.append(layers.RandomErasing(factor=(random_erasing, random_erasing), scale=(0.02, 0.2),
+                                          value_range=(0, 255), seed=seed + 6))
+    return keras.Sequential(steps, name="augment")
+
+
+def make_optimizer(schedule, weight_decay: float):
+    """Adam, or AdamW with decoupled decay on kernels only (BatchNorm and biases are not decayed)."""
+    import keras
+
+    if weight_decay <= 0:
+        return keras.optimizers.Adam(schedule)
+    opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, preprocessing: Preprocessing, batch_size: int, training: bool, seed: int,
+                 augmenter=None):
+    """A ``tf.data`` pipeline of (model input, target): images through ``preprocessing.tf_batch``, then augmentation."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(min(len(x), 30000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda a, b: (preprocessing.tf_batch(a), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augmenter is not None:
+        ds = ds.map(lambda a, b: (tf.clip_by_value(augmenter(a, training=True), 0.0, 255.0), b),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def loss_and_metrics(multi_label: bool, soft: bool, label_smoothing: float):
+    import keras
+
+    if multi_label:
+        return keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy"),
+                                                   keras.metrics.AUC(multi_label=True, name="auc")], "val_auc"
+    if soft:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), \
+            [keras.metrics.CategoricalAccuracy(name="accuracy")], "val_accuracy"
+    if label_smoothing:
+        # sparse targets + smoothing: Keras 3 has no sparse smoothing, so one-hot in the pipeline
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), \
+            [keras.metrics.CategoricalAccuracy(name="accuracy")], "val_accuracy"
+    return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")], "val_accuracy"
+
+
+def schedule(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: int, kind: str = "cosine"):
+    """Learning rate per step: linear warm-up then cosine decay to 1 % of ``lr``, or ``lr`` throughout.
+
+    ``constant`` is the schedule of a stochastic-weight-averaging phase: continue a trained
+    model at a fixed rate and average the weights of its epochs (``--average-last``).
+    """
+    import keras
+
+    if kind == "constant":
+        return lr
+    if kind != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {kind!r}; use cosine or constant")
+    warm = min(warmup_epochs, max(epochs - 1, 0)) * steps_per_epoch
+    total = max(epochs * steps_per_epoch - warm, 1)
+    if warm:
+        return keras.optimizers.schedules.CosineDecay(lr * 0.1, total, alpha=0.01, warmup_target=lr, warmup_steps=warm)
+    return keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.01)
+
+
+def load_init(path: str, multi_label: bool):
+    """The model a run starts from, under the current dtype policy.
+
+    A saved model's layers keep the float32 policy they were saved with; when it is a
+    registered architecture, the same model is rebuilt under the run's policy (bf16 mixed
+    precision where the CPU has it) and the saved weights are copied in.
+    """
+    import keras
+
+    from .models import MODELS, build_model
+
+    base = keras.saving.load_model(path, safe_mode=True)
+    if base.name not in MODELS or keras.mixed_precision.global_policy().name == "float32":
+        return base
+    try:
+        fresh = build_model(base.name, base.output_shape[-1], multi_label, input_shape=tuple(base.input_shape[1:]))
+        fresh.set_weights(base.get_weights())
+    except (ValueError, TypeError) as e:  # a variant (other width) of the registered design
+        log.info("init-from %s: keeping its float32 layers (%s)", path, e)
+        return base
+    log.info("init-from %s: rebuilt %s under the %s policy", path, base.name, keras.mixed_precision.global_policy().name)
+    return fresh
+
+
+def replace_head(model, num_classes: int, multi_label: bool):
+    """Keep everything up to the last Dense layer of ``model``; put a new head on it."""
+    import keras
+    from keras import layers
+
+    body_out = model.layers[-2].output
+    out = layers.Dense(num_classes, activation="sigmoid" if multi_label else "softmax", name="predictions_new", dtype="float32")(body_out)
+    return keras.Model(model.inputs, out, name=model.name)
