@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets import DEFAULT_DATA
 from ..errors import EdgeEmotionError, ModelError
 from ..formats import Format, agreement_threshold, artifact_name, format_by_name
 from ..metadata import read_metadata, sha256_file
-from ..datasets import DEFAULT_DATA
 from .calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from .validate import ValidationReport, compare
 
