@@ -29,8 +29,9 @@ from benchmarks.conftest import SHARED
 
 
 def accuracy(clf, crops: list[np.ndarray], y: np.ndarray) -> float:
-    probs = np.concatenate([clf.predict(clf.preprocess(crops[i : i + 256])) for i in range(0, len(crops), 256)])
-    return float((probs.argmax(1) == y).mean())
+    from edge_emotion.predict import classifier_predictor, predict_images
+
+    return float((predict_images(classifier_predictor(clf, order="bgr"), np.stack(crops)).argmax(1) == y).mean())
 
 
 def run(sizes: list[int], limit: int | None = None, threads: int = 2) -> dict:

@@ -87,7 +87,8 @@ def measure_row(path: Path, args) -> dict:
 
     import cv2
 
-    from .evaluate import add_leakage_free, metrics_from_probs, predict_file
+    from .evaluate import add_leakage_free, metrics_from_probs
+    from .predict import classifier_predictor, predict_images
     from .formats import format_for_path
     from .metadata import read_metadata
     from .runtime.classifier import EmotionClassifier
@@ -119,8 +120,8 @@ def measure_row(path: Path, args) -> dict:
     row["faces_per_s"] = 32 / (np.median(t32))
 
     if x_all is not None:
-        probs, labels = predict_file(path, x_all, batch=256)
-        res = metrics_from_probs(probs, y_all, labels)
+        probs = predict_images(classifier_predictor(clf), x_all)  # the classifier loaded above, not a second copy
+        res = metrics_from_probs(probs, y_all, clf.labels)
         if "train" in ds.splits:
             add_leakage_free(res, probs.argmax(1) == y_all, x_all, ds["train"].x)
         row["accuracy"], row["macro_f1"], row["n_test"] = res.accuracy, res.macro_f1, res.n

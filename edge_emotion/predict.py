@@ -6,8 +6,8 @@ function that turns a batch of images into probabilities:
 
 - :func:`keras_predictor`: a Keras model, images through :meth:`Preprocessing.tf_batch`
   (needs TensorFlow; training and export);
-- :func:`file_predictor`: any model file through the runtime's :class:`EmotionClassifier`,
-  images through :meth:`Preprocessing.batch` (no TensorFlow).
+- :func:`classifier_predictor` / :func:`file_predictor`: a runtime :class:`EmotionClassifier`
+  (or any model file through one), images through :meth:`Preprocessing.batch` (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from .preprocessing import Preprocessing
 
-__all__ = ["Predictor", "predict_images", "predict_with_flip", "keras_predictor", "file_predictor"]
+__all__ = ["Predictor", "predict_images", "predict_with_flip", "keras_predictor", "classifier_predictor", "file_predictor"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """uint8 images (N, H, W, C) from a dataset (RGB or gray) -> probabilities (N, K)."""
@@ -72,13 +72,19 @@ def keras_predictor(model: Any, preprocessing: Preprocessing | None = None, trai
     return predict
 
 
+def classifier_predictor(clf: Any, order: str = "rgb") -> Predictor:
+    """A loaded runtime :class:`EmotionClassifier` as a :data:`Predictor`; ``order``: channel order of
+    3-channel images (``rgb`` for datasets, ``bgr`` for crops cut from OpenCV frames)."""
+
+    def predict(chunk: np.ndarray) -> np.ndarray:
+        return clf.predict(clf.preprocessing.batch(chunk, order=order))
+
+    return predict
+
+
 def file_predictor(model_path: str | Path, backend: str = "auto", threads: int | None = None) -> tuple[Predictor, list[str]]:
     """Any model file (.keras/.tflite/.onnx/.engine) through the runtime, and its labels."""
     from .runtime.classifier import EmotionClassifier
 
     clf = EmotionClassifier(model_path, backend=backend, threads=threads)
-
-    def predict(chunk: np.ndarray) -> np.ndarray:
-        return clf.predict(clf.preprocessing.batch(chunk, order="rgb"))
-
-    return predict, clf.labels
+    return classifier_predictor(clf), clf.labels
