@@ -120,7 +120,7 @@ def cmd_export(args) -> int:
 
     res = export_model(args.model, args.format, args.precision, out=args.out, calib=args.calib, data=args.data,
                        n_calib=args.n_calib, n_validate=args.n_validate, threshold=args.threshold,
-                       reduce_range=not args.onnx_full_range)
+                       reduce_range=not args.onnx_full_range, flip_average=args.flip_average)
     print(res.summary())
     return 0
 
@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--threshold", type=float, default=None, help="minimum top-1 agreement (default: per precision, "
                    + ", ".join(f"{p} {agreement_threshold(p):g}" for p in all_precisions()) + ")")
     x.add_argument("--onnx-full-range", action="store_true", help="ONNX int8 with full 8-bit weights (ARM/VNNI targets)")
+    x.add_argument("--flip-average", action="store_true",
+                   help="average each face with its mirror image inside the artifact (one call, 2x compute per face)")
     x.set_defaults(func=cmd_export)
 
     from .runtime.face_detection.blazeface import CONFIGS, DETECTOR_FORMATS, DETECTOR_PRECISIONS

@@ -96,8 +96,12 @@ def load_keras_with_metadata(path: Path):
 def export_model(model_path: str | Path, format: str = "tflite", precision: str = "int8", out: str | Path | None = None,
                  calib: str | Path | None = None, data: str | Path | None = None, n_calib: int = DEFAULT_CALIBRATION_IMAGES,
                  n_validate: int = 1000, threshold: float | None = None, reduce_range: bool = True,
-                 show_progress: bool = True) -> ExportResult:
+                 show_progress: bool = True, flip_average: bool = False) -> ExportResult:
     """Export ``model_path`` (.keras with its metadata sidecar) and validate the result.
+
+    ``flip_average``: the artifact averages each face with its mirror image inside its graph (one call,
+    twice the compute; :func:`edge_emotion.train.models.flip_averaged`), recorded in its metadata as
+    ``extra["flip_average"]``; it is validated against the Keras model with the same averaging.
 
     Raises :class:`ExportValidationError` (artifact moved to ``<name>.rejected``) when top-1
     agreement with the Keras model on ``n_validate`` real test images is below ``threshold``
@@ -115,6 +119,10 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
     if precision not in fmt.precisions:
         raise ValueError(f"{fmt.name} supports precisions {', '.join(fmt.precisions)}; got {precision!r}")
     model, meta = load_keras_with_metadata(model_path)
+    if flip_average:
+        from ..train.models import flip_averaged
+
+        model = flip_averaged(model)
     prep = Preprocessing.from_metadata(meta)  # the transform the artifact's runtime applies, in TensorFlow
     if tuple(model.input_shape[1:]) != prep.input_shape:
         raise ModelError(f"{model_path}: the model takes inputs of shape {tuple(model.input_shape[1:])} but its metadata "
@@ -133,7 +141,9 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
         calib_x = predict_images(prep.tf_batch, raw)  # model inputs, batch by batch
         calib_info = {"calibration_source": str(calib or data), "calibration_images": int(len(raw))}
     art_meta = meta.derive(format=fmt.name, precision=precision, source_sha256=sha256_file(model_path),
-                           extra={k: v for k, v in {**meta.extra, **(calib_info or {})}.items() if k != "config"})
+                           extra={k: v for k, v in {**meta.extra, **(calib_info or {}),
+                                                    **({"flip_average": True} if flip_average else {})}.items()
+                                  if k != "config"})
     bar = tqdm(total=len(calib_x) if calib_x is not None else 0, desc=f"calibrating {out.name}", unit="img",
                disable=not show_progress or calib_x is None, leave=False)
     EXPORTERS[fmt.name](model, art_meta, out, precision, calib_x, {"reduce_range": reduce_range}, bar.update)

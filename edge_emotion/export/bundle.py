@@ -30,7 +30,8 @@ from ..runtime.zoo import MODELS_DIR, ZOO_DIR
 log = logging.getLogger(__name__)
 
 REPORT_FILES = ["report.md", "report.json", "curves.png", "confusion_test.png", "confusion_val.png", "examples_test.png",
-                "class_distribution.png", "samples.png", "history.csv", "config.json", "metadata.json"]
+                "class_distribution.png", "samples.png", "history.csv", "config.json", "metadata.json", "soft_targets.json",
+                "ingredients.json"]
 DEFAULT_ARTIFACTS = ["tflite:int8", "tflite:fp32", "onnx:fp32", "onnx:fp16", "onnx:int8"]
 LICENCE = ("Trained on FER-2013 (ICML 2013 challenge data, collected from the web by Pierre-Luc Carrier and Aaron Courville). "
            "FER-2013 is distributed for research only; these weights inherit that restriction: research and evaluation "
@@ -44,13 +45,14 @@ def card_dir(name: str, entry: dict, models_dir: Path = MODELS_DIR, zoo_dir: Pat
 
 def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data: str | None, n_calib: int,
            ship_keras: bool = True, models_dir: Path = MODELS_DIR, zoo_dir: Path = ZOO_DIR,
-           reference: bool = False) -> dict:
+           reference: bool = False, flip_average: bool = False) -> dict:
     """Export, validate and publish ``run``'s model as bundled model ``name``; returns its index entry.
 
     Everything is written to ``zoo_dir/name`` first; artifacts a device runs then move to
     ``models_dir/name`` unless ``reference``. With ``ship_keras=False`` the Keras model stays in
     ``run``: the artifacts are exported from it there, and the index records its SHA-256, size and
-    test accuracy but no file.
+    test accuracy but no file. ``flip_average``: every artifact averages each face with its mirror image in
+    its graph (:func:`edge_emotion.export.export_model`); the Keras figures are then the same averaging's.
     """
     from . import export_model
 
@@ -74,6 +76,8 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     entry: dict = {"label_set": read_metadata(source).label_set, "keras": keras_entry, "artifacts": {}, "accuracy_floor": {}}
     if reference:
         entry["reference"] = True
+    if flip_average:
+        entry["flip_average"] = True
     from ..doctor import int8_class, runtime_versions
 
     # the floors below are exact on this hardware class with these runtimes (see formats.Precision.floor_tolerance)
@@ -82,7 +86,7 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     for spec in artifacts:
         fmt, precision = spec.split(":")
         res = export_model(source, fmt, precision, out=dest, data=data, n_calib=n_calib, n_validate=10**6,
-                           show_progress=sys.stderr.isatty())
+                           show_progress=sys.stderr.isatty(), flip_average=flip_average)
         results.append(res)
         if not reference and ships_in_package(fmt, precision):
             (models_dir / name).mkdir(parents=True, exist_ok=True)
@@ -130,11 +134,12 @@ def _training_metadata(dest: Path) -> ModelMetadata:
     return ModelMetadata.from_json(copy.read_text())
 
 
-def _keras_row(dest: Path, keras: dict) -> str:
+def _keras_row(dest: Path, keras: dict, flip_average: bool = False) -> str:
     acc = keras.get("test_accuracy", float("nan"))
+    how = "fp32, flip-averaged" if flip_average else "fp32"
     if keras.get("file"):
-        return f"| model.keras (fp32) | {(dest / keras['file']).stat().st_size / 1e6:.2f} MB | {acc:.2%} | - | - |"
-    return (f"| model.keras (fp32; not shipped, sha256 `{keras['sha256'][:12]}…`) | {keras.get('size_bytes', 0) / 1e6:.2f} MB "
+        return f"| model.keras ({how}) | {(dest / keras['file']).stat().st_size / 1e6:.2f} MB | {acc:.2%} | - | - |"
+    return (f"| model.keras ({how}; not shipped, sha256 `{keras['sha256'][:12]}…`) | {keras.get('size_bytes', 0) / 1e6:.2f} MB "
             f"| {acc:.2%} | - | - |")
 
 
@@ -178,16 +183,23 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
            f"{(ex.get('train_wall_seconds', 0) + ex['init_from']['train_wall_seconds']) / 60:.0f} min in all."
            if (ex.get("init_from") or {}).get("train_wall_seconds") else ""),
         f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}.",
-        *_final_weights_lines(ex.get("final_weights")), "",
+        *_soft_target_lines(cfg, dest / "report" / "soft_targets.json"),
+        *_final_weights_lines(ex.get("final_weights")),
+        *_ingredient_lines(dest / "report" / "ingredients.json"), "",
         f"## Results on the PrivateTest split ({next(iter(entry['artifacts'].values()))['n_test']:,} images, "
         f"{'FER+ majority labels' if meta.label_set == 'ferplus8' else 'FER-2013 labels'})", "",
         "| artifact | size | accuracy | agreement with Keras | max prob. diff |", "|---|---|---|---|---|",
-        _keras_row(dest, entry["keras"]),
+        _keras_row(dest, entry["keras"], entry.get("flip_average", False)),
     ]
     for key, a in entry["artifacts"].items():
         lines.append(f"| {a['file']} | {a['size_bytes'] / 1e6:.2f} MB | {a['test_accuracy']:.2%} | {a['agreement_with_keras']:.2%} | {a['max_prob_diff']:.3f} |")
+    if entry.get("flip_average"):
+        lines += ["", "Every artifact averages each face with its mirror image inside its graph: one call, one file, twice "
+                  "the classifier's compute per face (the weights are stored once). Its agreement is measured against the "
+                  f"Keras model with the same averaging; the Keras model alone (one pass) scores {test.get('accuracy', 0):.2%}."]
     if test:
-        lines += ["", f"Keras fp32 with horizontal-flip test-time augmentation (optional, 2x compute): {test.get('tta_accuracy', 0):.2%}. "
+        lines += ["", (f"Keras fp32 with horizontal-flip test-time augmentation (optional, 2x compute): {test.get('tta_accuracy', 0):.2%}. "
+                       if not entry.get("flip_average") else "Keras fp32, one pass: ") +
                   f"Macro-F1 {test.get('macro_f1', 0):.3f}, macro ROC-AUC {test.get('roc_auc', {}).get('macro', 0):.3f}.", "",
                   *_leakage_lines(test),
                   "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
@@ -230,6 +242,45 @@ def _start_lines(cfg: dict, ex: dict) -> list[str]:
     else:  # runs finalised before the starting model was recorded
         line = f"- Started from `{cfg['init_from']}` ({how}), as of git revision `{str(ex.get('git_revision'))[:12]}`"
     return [line + "."]
+
+
+def _soft_target_lines(cfg: dict, soft_json: Path) -> list[str]:
+    """How the training targets were made: distillation from teachers, FER+ votes, mixup."""
+    out = []
+    if cfg.get("distill_weight"):
+        s = json.loads(soft_json.read_text()) if soft_json.is_file() else {}
+        teachers = ", ".join(f"`{Path(t['path']).name}` (sha256 `{t['sha256'][:12]}…`)" for t in s.get("teachers", [])) or \
+            ", ".join(f"`{Path(t).name}`" for t in cfg.get("teachers", []))
+        src = (f"the flip-averaged predictions of {teachers} at temperature {cfg.get('distill_temperature')}"
+               + (f", mixed with the FER+ vote distributions (share {cfg.get('ferplus_soft')}) on the "
+                  f"{s['votes']['images_with_votes']:,} training images that have them" if s.get("votes") and cfg.get("teachers") else "")
+               if cfg.get("teachers") else "the FER+ vote distributions")
+        line = (f"- Targets: {1 - cfg['distill_weight']:g} x the FER-2013 label + {cfg['distill_weight']:g} x a soft target, "
+                f"{src}.")
+        if s.get("val_accuracy") is not None:
+            line += (f" The soft targets' top class matches the PublicTest label on {s['val_accuracy']:.2%} of "
+                     f"{s.get('val_images', 0):,} images, and the training label on {s.get('train_label_agreement', 0):.2%}.")
+        out.append(line)
+    if cfg.get("mixup"):
+        out.append(f"- Mixup within each batch, lambda ~ Beta({cfg['mixup']:g}, {cfg['mixup']:g}).")
+    return out
+
+
+def _ingredient_lines(path: Path) -> list[str]:
+    """What each ingredient of the recipe gained on PublicTest (``ingredients.json``: measured rows, in order)."""
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text())
+    n = {r.get("n") for r in rows}
+    size = f"{n.pop():,} images; " if len(n) == 1 and None not in n else ""
+    out = ["", f"What each ingredient gained, on PublicTest ({size}the selection split):", "",
+           "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
+    prev = None
+    for r in rows:
+        gain = "" if prev is None else f"{r['val_accuracy'] - prev:+.2%}"
+        out.append(f"| {r['step']} | {r['val_accuracy']:.2%} | {gain} |")
+        prev = r["val_accuracy"]
+    return out
 
 
 def _final_weights_lines(avg: dict | None) -> list[str]:
@@ -287,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave model.keras out of the repository (record its SHA-256, size and accuracy only)")
     p.add_argument("--reference", action="store_true",
                    help="a reference model: keep every file in the repository's zoo/, ship nothing in the wheel")
+    p.add_argument("--flip-average", action="store_true",
+                   help="every artifact averages each face with its mirror image in its graph (one call, 2x compute)")
     p.add_argument("--cards-only", action="store_true", help="only rewrite the model cards of every bundled model")
     a = p.parse_args(argv)
     if a.cards_only:
@@ -294,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.run is None or a.name is None:
         p.error("RUN and --name are required")
-    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras, reference=a.reference)
+    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras, reference=a.reference,
+           flip_average=a.flip_average)
     return 0
 
 

@@ -47,6 +47,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--init-from", default=None, help=".keras model to start from: transfer to another label set, or continue it (same classes)")
     p.add_argument("--backbone-weights", default=None, help="local weights file for resnet50/densenet121 (no downloads)")
     p.add_argument("--head-epochs", type=int, default=0, help="stage 1 epochs with a frozen body before fine-tuning")
+    kd = p.add_argument_group("soft targets", "knowledge distillation and FER+ votes: the training target becomes "
+                              "(1 - W) x label + W x soft target (see edge_emotion/train/soft_targets.py)")
+    kd.add_argument("--teacher", dest="teachers", action="append", default=None, metavar="MODEL.keras",
+                    help="a teacher model with the run's labels (repeat for an ensemble); its flip-averaged predictions on "
+                         "the training images are the soft target")
+    kd.add_argument("--distill-weight", type=float, default=d.distill_weight, metavar="W",
+                    help="share of the target from the soft target (default: %(default)s = off)")
+    kd.add_argument("--distill-temperature", type=float, default=d.distill_temperature, metavar="T",
+                    help="soften the teachers' probabilities: p^(1/T), renormalised (default: %(default)s)")
+    kd.add_argument("--ferplus-soft", type=float, default=d.ferplus_soft, metavar="B",
+                    help="mix the images' FER+ vote distributions into the soft target with this share (with no teacher, "
+                         "the soft target is the votes); votes from --ferplus-votes (default: %(default)s)")
+    p.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
+                   help="mixup within each batch with lambda ~ Beta(ALPHA, ALPHA) (e.g. 0.2; default: off)")
     p.add_argument("--no-report", dest="report", action="store_false")
     p.add_argument("--finalize", metavar="RUN", default=None,
                    help="write model.keras, metadata and report from RUN's best checkpoint (BatchNorm re-estimation and "

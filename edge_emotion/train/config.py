@@ -38,8 +38,32 @@ class TrainConfig:
     backbone_weights: str | None = None  # local weights file for resnet50/densenet121
     head_epochs: int = 0  # stage 1: frozen body, new head; then fine-tune the rest
     finetune_lr_factor: float = 0.1
+    # knowledge distillation / soft targets (soft_targets.py): the target is (1 - distill_weight) * one-hot label
+    # + distill_weight * soft target; the soft target is the teachers' flip-averaged probabilities (mixed with FER+
+    # votes by ferplus_soft where an image has them), or the FER+ votes alone when there are no teachers
+    teachers: list[str] = field(default_factory=list)
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
+    ferplus_soft: float = 0.0
+    mixup: float = 0.0  # Beta(a, a) parameter of mixup within each batch; 0: off
     model_kwargs: dict = field(default_factory=dict)
     report: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("distill_weight", "ferplus_soft"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a share in [0, 1], got {getattr(self, name)}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be positive, got {self.distill_temperature}")
+        if self.mixup < 0:
+            raise ValueError(f"mixup is a Beta distribution parameter >= 0 (0: off), got {self.mixup}")
+        if self.teachers and self.distill_weight == 0:
+            raise ValueError("teachers given but distill_weight is 0: set how much of the target comes from them "
+                             "(e.g. --distill-weight 0.5)")
+
+    @property
+    def uses_soft_targets(self) -> bool:
+        return self.distill_weight > 0
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "TrainConfig":

@@ -8,6 +8,7 @@ exactly; the best-checkpoint threshold is restored from ``history.csv``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -50,6 +51,29 @@ def _epoch_timer():
     return EpochTimer()
 
 
+def _with_soft_targets(cfg: TrainConfig, ds, onehot: np.ndarray, out: Path) -> np.ndarray:
+    """The training targets with the run's soft targets mixed in (:mod:`.soft_targets`); logs what the
+    teachers score on the validation split, so a run says how strong its teacher was."""
+    from .soft_targets import mix_targets, soft_targets
+
+    if onehot.ndim != 2 or ds.label_set.multi_label:
+        raise ValueError("soft targets (distillation, FER+ votes) need a single-label dataset")
+    votes = cfg.ferplus_votes or str(Path(cfg.data).with_name("ferplus_labels.npz"))
+    args = (cfg.teachers, cfg.distill_temperature, cfg.ferplus_soft, votes, cfg.limit)
+    train_soft = soft_targets(ds, "train", *args, cache=out / "soft_targets_train.npz")
+    val_soft = soft_targets(ds, "val", *args, cache=out / "soft_targets_val.npz")
+    val_y = ds["val"].hard_labels
+    acc = float((np.argmax(val_soft.y, axis=1) == val_y)[val_soft.has].mean()) if val_soft.has.any() else float("nan")
+    agree = float((np.argmax(train_soft.y, axis=1) == ds["train"].hard_labels)[train_soft.has].mean())
+    log.info("soft targets: val accuracy of the soft targets' top class %.2f%% (%d images); on train they agree with "
+             "the label on %.2f%%; target = %.2f x label + %.2f x soft", 100 * acc, int(val_soft.has.sum()), 100 * agree,
+             1 - cfg.distill_weight, cfg.distill_weight)
+    summary = {"val_accuracy": round(acc, 4), "val_images": int(val_soft.has.sum()), "train_label_agreement": round(agree, 4),
+               "train_images": int(train_soft.has.sum()), **train_soft.info}
+    (out / "soft_targets.json").write_text(json.dumps(summary, indent=1))
+    return mix_targets(onehot, train_soft, cfg.distill_weight)
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train per ``cfg``; returns the run folder. Re-running with the same ``out`` resumes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -68,7 +92,7 @@ def train(cfg: TrainConfig) -> Path:
     ls = ds.label_set
     train_split, val_split = ds["train"], ds["val"]
     spec = MODELS[cfg.model]
-    soft = train_split.y.ndim == 2 and not ls.multi_label
+    soft = (train_split.y.ndim == 2 or cfg.uses_soft_targets or cfg.mixup > 0) and not ls.multi_label
     loss, metrics, monitor = loss_and_metrics(ls.multi_label, soft, cfg.label_smoothing)
     onehot = (not ls.multi_label) and (soft or cfg.label_smoothing > 0)
 
@@ -88,9 +112,13 @@ def train(cfg: TrainConfig) -> Path:
         write_data_overview(ds, out)
     log.info("data %s: train %d, val %d, labels %s, balance=%s", ds.source, len(tr_idx), len(val_split), ",".join(ls.labels), cfg.balance)
 
+    train_y = targets(train_split)
+    if cfg.uses_soft_targets:
+        train_y = _with_soft_targets(cfg, ds, train_y, out)
     augmenter = make_augmenter(cfg.seed, cfg.random_erasing) if cfg.augment else None
     prep = Preprocessing.for_input_shape(spec.input_shape)
-    train_ds = make_dataset(train_split.x[tr_idx], targets(train_split)[tr_idx], prep, cfg.batch_size, True, cfg.seed, augmenter)
+    train_ds = make_dataset(train_split.x[tr_idx], train_y[tr_idx], prep, cfg.batch_size, True, cfg.seed, augmenter,
+                            mixup_alpha=cfg.mixup)
     val_ds = make_dataset(val_split.x, targets(val_split), prep, cfg.batch_size, False, cfg.seed)
     steps = int(np.ceil(len(tr_idx) / cfg.batch_size))
 

@@ -15,7 +15,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "load_backbone_weights", "register"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "load_backbone_weights", "register", "flip_averaged", "float32_copy"]
 
 
 @dataclass(frozen=True)
@@ -216,3 +216,34 @@ def float32_copy(model: keras.Model) -> keras.Model:
     clean = model.__class__.from_config(_strip_policy(model.get_config()))
     clean.set_weights(model.get_weights())
     return clean
+
+
+@keras.saving.register_keras_serializable(package="edge_emotion")
+class FlipBatch(layers.Layer):
+    """``x`` (N, H, W, C) -> (2N, H, W, C): the batch followed by its left-right mirror images."""
+
+    def call(self, x):
+        return keras.ops.concatenate([x, keras.ops.flip(x, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (None, *input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="edge_emotion")
+class MeanOfHalves(layers.Layer):
+    """(2N, K) -> (N, K): the mean of the batch's first and second half (a sample and its mirror image)."""
+
+    def call(self, y):
+        return keras.ops.mean(keras.ops.reshape(y, (2, -1, y.shape[-1])), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[-1])
+
+
+def flip_averaged(model: keras.Model) -> keras.Model:
+    """``model`` with horizontal-flip test-time averaging in its graph: each input runs as itself and as its
+    mirror image in ONE batched pass through the same weights (the weights are stored once), and the two
+    probability vectors are averaged. Twice the compute of ``model`` per face, one call, one artifact."""
+    inp = keras.Input(model.input_shape[1:], name="image")
+    out = MeanOfHalves(name="flip_mean", dtype="float32")(model(FlipBatch(name="flip_batch")(inp)))
+    return keras.Model(inp, out, name=f"{model.name}_flip")

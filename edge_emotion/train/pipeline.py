@@ -11,8 +11,8 @@ from ..preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 
-__all__ = ["class_weights", "oversample_indices", "make_augmenter", "make_optimizer", "make_dataset", "loss_and_metrics",
-           "schedule", "load_init", "replace_head"]
+__all__ = ["class_weights", "oversample_indices", "make_augmenter", "make_optimizer", "make_dataset", "mixup",
+           "loss_and_metrics", "schedule", "load_init", "replace_head"]
 
 
 def class_weights(counts: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -77,9 +77,26 @@ def make_optimizer(schedule, weight_decay: float):
     return opt
 
 
+def mixup(images, targets, alpha: float, seed: int):
+    """Mixup (Zhang et al. 2018) within a batch: each sample becomes ``lam * itself + (1 - lam) * a random other
+    sample of the batch``, images and (one-hot or soft) targets alike, ``lam ~ Beta(alpha, alpha)`` per sample."""
+    import tensorflow as tf
+
+    n = tf.shape(images)[0]
+    g1 = tf.random.gamma([n], alpha, seed=seed)
+    g2 = tf.random.gamma([n], alpha, seed=seed + 1)
+    lam = g1 / (g1 + g2)
+    perm = tf.random.shuffle(tf.range(n), seed=seed + 2)
+    li = tf.reshape(lam, [-1, 1, 1, 1])
+    lt = tf.cast(tf.reshape(lam, [-1, 1]), targets.dtype)
+    return (li * images + (1.0 - li) * tf.gather(images, perm),
+            lt * targets + (1.0 - lt) * tf.gather(targets, perm))
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, preprocessing: Preprocessing, batch_size: int, training: bool, seed: int,
-                 augmenter=None):
-    """A ``tf.data`` pipeline of (model input, target): images through ``preprocessing.tf_batch``, then augmentation."""
+                 augmenter=None, mixup_alpha: float = 0.0):
+    """A ``tf.data`` pipeline of (model input, target): images through ``preprocessing.tf_batch``, then augmentation,
+    then (``mixup_alpha`` > 0, targets one-hot or soft) mixup."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -90,6 +107,10 @@ def make_dataset(x: np.ndarray, y: np.ndarray, preprocessing: Preprocessing, bat
     if training and augmenter is not None:
         ds = ds.map(lambda a, b: (tf.clip_by_value(augmenter(a, training=True), 0.0, 255.0), b),
                     num_parallel_calls=tf.data.AUTOTUNE)
+    if training and mixup_alpha > 0:
+        if y.ndim != 2:
+            raise ValueError("mixup needs one-hot or soft targets")
+        ds = ds.map(lambda a, b: mixup(a, b, mixup_alpha, seed), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

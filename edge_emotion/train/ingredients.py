@@ -1,0 +1,79 @@
+"""What each ingredient of a training recipe gained, measured on the selection split (PublicTest).
+
+    python -m edge_emotion.train.ingredients -o runs/kd/ingredients.json \\
+        "starting model=zoo/edge_cnn_fer7/model.keras" \\
+        "+ flip average in the graph=zoo/edge_cnn_fer7/model.keras:flip" \\
+        "+ distillation=runs/kd/model.keras:flip"
+
+Each STEP is ``NAME=MODEL`` (one pass) or ``NAME=MODEL:flip`` (the model averaged with its mirror image,
+what ``export --flip-average`` puts in the graph). Every model is scored on the same split; the rows, in
+order, go to ``ingredients.json``, which the bundler copies into the report and the model card shows
+as a table with each step's gain over the one before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ..datasets import DEFAULT_DATA
+
+log = logging.getLogger(__name__)
+
+__all__ = ["parse_step", "measure_steps", "main"]
+
+
+def parse_step(text: str) -> tuple[str, Path, bool]:
+    """``NAME=MODEL[:flip]`` -> (name, model path, flip)."""
+    name, sep, spec = text.partition("=")
+    if not sep or not name.strip() or not spec:
+        raise ValueError(f"a step is NAME=MODEL or NAME=MODEL:flip, got {text!r}")
+    flip = spec.endswith(":flip")
+    return name.strip(), Path(spec[: -len(":flip")] if flip else spec), flip
+
+
+def measure_steps(steps: list[tuple[str, Path, bool]], data: str | Path = DEFAULT_DATA, split: str = "val",
+                  limit: int | None = None) -> list[dict]:
+    """Accuracy of each step's model on ``split`` (one pass, or flip-averaged), each model evaluated once
+    (``limit``: only the split's first images, for a quick look; the card's table uses the whole split)."""
+    from ..evaluate import evaluate_file
+
+    scored: dict[Path, tuple[float, float, int]] = {}
+    rows = []
+    for name, path, flip in steps:
+        if path not in scored:
+            r = evaluate_file(path, data, split, tta=True, limit=limit)
+            scored[path] = (r.accuracy, float(r.tta_accuracy), r.n)
+        acc, n = scored[path][1 if flip else 0], scored[path][2]
+        rows.append({"step": name, "model": str(path), "flip_average": flip, "split": split, "n": n,
+                     "val_accuracy": round(acc, 6)})
+        log.info("%s: %.2f%% on %s", name, 100 * acc, split)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m edge_emotion.train.ingredients", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("steps", nargs="+", metavar="STEP", help="NAME=MODEL or NAME=MODEL:flip, in recipe order")
+    p.add_argument("--data", default=DEFAULT_DATA, help="dataset (default: %(default)s)")
+    p.add_argument("--split", default="val", help="split to score on (default: %(default)s = PublicTest, the selection split)")
+    p.add_argument("--out", "-o", type=Path, required=True, help="ingredients.json to write (in the run folder)")
+    p.add_argument("--limit", type=int, default=None, help="score only the split's first N images (a quick look)")
+    a = p.parse_args(argv)
+    try:
+        steps = [parse_step(s) for s in a.steps]
+    except ValueError as e:
+        p.error(str(e))
+    rows = measure_steps(steps, a.data, a.split, a.limit)
+    a.out.write_text(json.dumps(rows, indent=1) + "\n")
+    for r in rows:
+        print(f"{r['val_accuracy']:.2%}  {r['step']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
