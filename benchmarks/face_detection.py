@@ -43,6 +43,8 @@ CONFIGS: dict[str, tuple[str, dict | None, str]] = {
     "baseline": ("baseline", None, "the code before #16: letterbox by one INTER_AREA resize into 192x192"),
     "square": ("current", {"fit": "square"}, "fast letterbox (2x area halvings), only candidates decoded; 192x192 input"),
     "default": ("current", None, "EmotionDetector() as shipped: also fit='aspect', a 640x360 frame at 160x192 (model rewritten in memory)"),
+    "sparse": ("current", {"variant": "full_sparse"}, "as default, with the sparse full-range weights (the same network, "
+               "sparse kernels in XNNPACK)"),
 }
 
 

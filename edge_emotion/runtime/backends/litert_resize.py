@@ -91,26 +91,44 @@ def resize_input(content: bytes, height: int, width: int) -> bytes:
                              f"(sides must keep every feature map whole; the model was built for {h0}x{w0})")
         return round(n)
 
-    # the tensors computed from the input, in graph order
+    def hw(t: int) -> tuple[int, int] | None:
+        shape = sg.Tensors(t).ShapeAsNumpy()
+        return (int(shape[1]), int(shape[2])) if isinstance(shape, np.ndarray) and len(shape) == 4 else None
+
+    # the tensors computed from the input, in graph order. An explicit PAD adds a fixed border (the sparse
+    # full-range model pads 192 -> 194 before its VALID convolutions): such a tensor's size is a scaled
+    # feature map plus that border, which tensors of the same shape computed from it inherit.
     ops = [sg.Operators(i) for i in range(sg.OperatorsLength())]
     live = {int(sg.Inputs(0))}
+    border: dict[int, tuple[int, int]] = {}
     for op in ops:
-        if any(int(t) in live for t in op.InputsAsNumpy() if t >= 0):
-            live.update(int(t) for t in op.OutputsAsNumpy())
+        ins = [int(t) for t in op.InputsAsNumpy() if t >= 0]
+        if any(t in live for t in ins):
+            outs = [int(t) for t in op.OutputsAsNumpy()]
+            live.update(outs)
             if opname(op) not in _SIZE_FREE:
                 raise ModelError(f"the model uses {opname(op)}, whose result may depend on the input size; "
                                  "it cannot be resized safely")
+            src, dst = hw(ins[0]), hw(outs[0])
+            if src is None or dst is None:
+                continue
+            if opname(op) == "PAD":
+                have = border.get(ins[0], (0, 0))
+                border[outs[0]] = (dst[0] - src[0] + have[0], dst[1] - src[1] + have[1])
+            elif dst == src and ins[0] in border:
+                border[outs[0]] = border[ins[0]]
 
     for t in sorted(live):
         tensor = sg.Tensors(t)
+        bh, bw = border.get(t, (0, 0))
         for vec in (tensor.ShapeAsNumpy(), tensor.ShapeSignatureAsNumpy()):
             if not isinstance(vec, np.ndarray) or len(vec) == 0:
                 continue
             if len(vec) == 4:
                 if vec[1] > 0:
-                    vec[1] = scaled(int(vec[1]), fy, "a feature map's height")
+                    vec[1] = scaled(int(vec[1]) - bh, fy, "a feature map's height") + bh
                 if vec[2] > 0:
-                    vec[2] = scaled(int(vec[2]), fx, "a feature map's width")
+                    vec[2] = scaled(int(vec[2]) - bw, fx, "a feature map's width") + bw
             elif len(vec) == 3 and vec[1] > 0:  # [1, cells, k]: a flattened feature map
                 vec[1] = scaled(int(vec[1]), fy * fx, "a flattened feature map")
 
