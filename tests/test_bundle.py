@@ -88,3 +88,20 @@ def test_bundle_refuses_an_empty_artifact_list(tmp_path, models_dir):
 
     with pytest.raises(ValueError, match="at least one FORMAT:PRECISION"):
         bundle(tmp_path, "tiny", False, [], None, 64, models_dir=models_dir)
+
+
+def test_card_explains_a_rejected_export_by_what_was_measured(tmp_path):
+    """A rejected export is listed with its figures; the card calls it tie-flipping only when the accuracy held."""
+    from edge_emotion.export.bundle import _rejected_lines
+
+    (tmp_path / "report").mkdir()
+    assert _rejected_lines(tmp_path) == []
+    base = {"n": 3589, "max_prob_diff": 0.6, "threshold": 0.98}
+    for name, art, src in (("a_int8.tflite", 0.5659, 0.6344), ("b_int8.onnx", 0.5138, 0.5247)):
+        (tmp_path / "report" / f"rejected_{name}.validation.json").write_text(json.dumps(
+            {**base, "artifact": name, "agreement": 0.8, "accuracy_artifact": art, "accuracy_source": src}))
+    lines = _rejected_lines(tmp_path)
+    lost = next(line for line in lines if "a_int8.tflite" in line)
+    ties = next(line for line in lines if "b_int8.onnx" in line)
+    assert "falls 6.9 points" in lost and "56.59% against 63.44%" in lost and "barely moves" not in lost
+    assert "barely moves" in ties and "rejected_b_int8.onnx.validation.json" in ties

@@ -81,6 +81,8 @@ def test_a_distillation_run_trains_on_teacher_and_vote_targets(tiny_run, tmp_pat
         TrainConfig(teachers=[str(teacher)])
     with pytest.raises(ValueError, match="share"):
         TrainConfig(distill_weight=1.5)
+    with pytest.raises(ValueError, match="ferplus_soft given but distill_weight is 0"):
+        TrainConfig(ferplus_soft=0.25)
     out = tmp_path / "kd"
     cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=1, batch_size=64, limit=256,
                       init_from=str(teacher), teachers=[str(teacher)], distill_weight=0.5, distill_temperature=2.0,

@@ -60,6 +60,9 @@ class TrainConfig:
         if self.teachers and self.distill_weight == 0:
             raise ValueError("teachers given but distill_weight is 0: set how much of the target comes from them "
                              "(e.g. --distill-weight 0.5)")
+        if self.ferplus_soft > 0 and self.distill_weight == 0:
+            raise ValueError("ferplus_soft given but distill_weight is 0: the votes are part of the soft target, which "
+                             "distill_weight mixes in (e.g. --distill-weight 0.5)")
 
     @property
     def uses_soft_targets(self) -> bool:

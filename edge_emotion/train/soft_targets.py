@@ -14,7 +14,7 @@ FER+ votes (10 annotators per FER-2013 image) are mapped onto the run's labels b
 the run does not have (``contempt`` for fer7) are dropped, and images whose plurality is ``unknown`` or
 ``not a face``, or with no vote for one of the run's classes, have none.
 
-Teacher predictions are computed once per run and kept in ``<run>/soft_targets.npz`` with what they were
+Teacher predictions are computed once per run and kept in ``<run>/soft_targets_{train,val}.npz`` with what they were
 computed from; a resumed run reuses them, a changed teacher list recomputes them.
 """
 
