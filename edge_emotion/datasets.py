@@ -26,7 +26,7 @@ from .metadata import sha256_file
 log = logging.getLogger(__name__)
 
 __all__ = ["DATA_DIR", "DEFAULT_DATA", "DEFAULT_VIDEO", "exact_copies_in", "Split", "Dataset", "load_dataset", "load_fer2013_npz", "load_fer2013_csv", "load_image_folders",
-           "load_ferplus", "load_emotic_csv", "FERPLUS_TO_FER7"]
+           "load_ferplus", "ferplus_emotion_votes", "load_emotic_csv", "FERPLUS_TO_FER7"]
 
 DATA_DIR = Path(os.environ.get("EDGE_EMOTION_DATA", "../shared/data"))
 """Where the datasets live: ``$EDGE_EMOTION_DATA``, else ``../shared/data`` (beside the project root,
@@ -111,6 +111,15 @@ def load_fer2013_npz(path: str | Path, limit: int | None = None) -> Dataset:
     return Dataset(load_label_set("fer7"), splits, str(path), sha256_file(path))
 
 
+def ferplus_emotion_votes(votes, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split of an opened ``ferplus_labels.npz``: its vote counts (N, 10; the first 8 columns are the
+    emotions in the ``ferplus8`` label set's order, then unknown and not-a-face) and which images have votes
+    whose plurality is one of the 8 emotions (the others carry no usable label)."""
+    counts = votes[f"votes_{split}"].astype(np.float32)
+    emotions = len(load_label_set("ferplus8").labels)
+    return counts, votes[f"has_votes_{split}"].astype(bool) & (np.argmax(counts, axis=1) < emotions)
+
+
 def load_ferplus(fer_npz: str | Path, votes_npz: str | Path, mode: str = "majority", limit: int | None = None) -> Dataset:
     """FER+ 8-class labels for the FER-2013 images, row-aligned with ``fer2013.npz``.
 
@@ -126,10 +135,8 @@ def load_ferplus(fer_npz: str | Path, votes_npz: str | Path, mode: str = "majori
     splits = {}
     with np.load(votes_npz) as v:
         for name, split in fer.splits.items():
-            votes = v[f"votes_{name}"].astype(np.float32)
-            has = v[f"has_votes_{name}"]
+            votes, keep = ferplus_emotion_votes(v, name)
             emo = votes[:, :8]
-            keep = has & (np.argmax(votes, axis=1) < 8)
             if mode == "majority":
                 keep &= emo.max(axis=1) > votes.sum(axis=1) / 2
                 y = np.argmax(emo, axis=1).astype(np.int64)

@@ -27,15 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import Dataset
+from ..datasets import Dataset, ferplus_emotion_votes
+from ..labelsets import load_label_set
 from ..metadata import read_metadata, sha256_file
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ferplus_distribution", "teacher_distribution", "soft_targets", "mix_targets", "SoftTargets"]
-
-FERPLUS_COLUMNS = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt", "unknown", "not_a_face")
-FERPLUS_EMOTIONS = 8
 
 
 @dataclass
@@ -51,7 +49,7 @@ def ferplus_distribution(votes_npz: str | Path, split: str, labels: tuple[str, .
                          limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """FER+ vote distributions of ``split``'s images over ``labels`` (mapped by class name), and which
     images have one. Rows align with ``fer2013.npz``'s split (first ``limit`` rows when given)."""
-    names = list(FERPLUS_COLUMNS[:FERPLUS_EMOTIONS])
+    names = list(load_label_set("ferplus8").labels)  # the vote columns' emotions, in their order
     missing = [lab for lab in labels if lab not in names]
     if missing:
         raise ValueError(f"FER+ votes have no class {', '.join(missing)}; they cover {', '.join(names)}")
@@ -59,13 +57,12 @@ def ferplus_distribution(votes_npz: str | Path, split: str, labels: tuple[str, .
     with np.load(votes_npz) as v:
         if f"votes_{split}" not in v:
             raise ValueError(f"{votes_npz}: no votes for split {split!r}; has {', '.join(sorted(v.files))}")
-        votes = v[f"votes_{split}"].astype(np.float32)
-        has = v[f"has_votes_{split}"].astype(bool)
+        votes, has = ferplus_emotion_votes(v, split)
     if limit:
         votes, has = votes[:limit], has[:limit]
     mapped = votes[:, cols]
     total = mapped.sum(axis=1, keepdims=True)
-    has = has & (np.argmax(votes, axis=1) < FERPLUS_EMOTIONS) & (total[:, 0] > 0)
+    has = has & (total[:, 0] > 0)
     return np.where(has[:, None], mapped / np.maximum(total, 1), 0).astype(np.float32), has
 
 
