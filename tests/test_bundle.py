@@ -105,3 +105,35 @@ def test_card_explains_a_rejected_export_by_what_was_measured(tmp_path):
     ties = next(line for line in lines if "b_int8.onnx" in line)
     assert "falls 6.9 points" in lost and "56.59% against 63.44%" in lost and "barely moves" not in lost
     assert "barely moves" in ties and "rejected_b_int8.onnx.validation.json" in ties
+
+
+@pytest.mark.parametrize("chosen, start, refused", [
+    (None, 0.6743, True),  # measured: seed-7 edge_cnn continued at a constant 3e-4, best epoch 65.17 % vs its start
+    ({"name": "average of epochs 6-8 + BN refresh", "epochs": [6, 7, 8], "refresh_bn": True, "val_accuracy": 0.6800},
+     0.6743, False),
+    (None, None, False),  # a run trained from scratch has no starting model to lose to
+])
+def test_bundle_refuses_a_continued_run_that_lost_to_its_start(tmp_path, models_dir, capsys, chosen, start, refused):
+    """Finalisation only warns when a continued run ends below the model it started from, and its model.keras is
+    then this run's best epoch: bundling it would publish the worse model, so the bundler stops and says why."""
+    from edge_emotion.export.bundle import bundle
+
+    fw = {"best_single_epoch_val_accuracy": 0.6517, "chosen": chosen, "candidates": [],
+          **({"starting_model_val_accuracy": start} if start is not None else {})}
+    (tmp_path / "model.keras.json").write_text(json.dumps(
+        {"extra": {"final_weights": fw, "config": {"init_from": "runs/start/model.keras"}}}))
+    if refused:
+        with pytest.raises(ValueError, match=r"65\.17% on val, below the 67\.43% .*runs/start/model\.keras"):
+            bundle(tmp_path, "tiny", False, ["tflite:int8"], None, 64, models_dir=models_dir,
+                   zoo_dir=models_dir.parent / "zoo")
+        assert not (models_dir.parent / "zoo").exists() and not models_dir.exists()  # refused before writing anything
+        from edge_emotion.export.bundle import main
+
+        with pytest.raises(SystemExit) as exc:  # the CLI says it in one line, no traceback
+            main([str(tmp_path), "--name", "tiny", "--artifacts", "tflite:int8"])
+        assert exc.value.code == 1
+        assert "below the 67.43%" in capsys.readouterr().err
+    else:  # past the check, the bundler goes on and fails later on this fake run's missing model file
+        with pytest.raises(FileNotFoundError):
+            bundle(tmp_path, "tiny", False, ["tflite:int8"], None, 64, models_dir=models_dir,
+                   zoo_dir=models_dir.parent / "zoo")

@@ -23,6 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..errors import EdgeEmotionError
 from ..formats import artifact_key, ships_in_package, split_artifact_key
 from ..metadata import ModelMetadata, read_metadata, sha256_file
 from ..runtime.zoo import MODELS_DIR, ZOO_DIR
@@ -58,6 +59,7 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
 
     if not artifacts:
         raise ValueError("nothing to bundle: give at least one FORMAT:PRECISION artifact")
+    _refuse_a_regression(run)
     dest = zoo_dir / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in ("model.keras", "model.keras.json"):
@@ -283,6 +285,22 @@ def _ingredient_lines(path: Path) -> list[str]:
     return out
 
 
+def _refuse_a_regression(run: Path) -> None:
+    """A continued run (``--init-from``) whose final weights score below the model it started from on val is not
+    bundled: its finalisation only warned, and its model.keras is the best epoch of this run, not the better start."""
+    side = run / "model.keras.json"
+    if not side.exists():
+        return
+    avg = json.loads(side.read_text()).get("extra", {}).get("final_weights") or {}
+    start = avg.get("starting_model_val_accuracy")
+    chosen = avg.get("chosen")
+    shipped = chosen["val_accuracy"] if chosen else avg.get("best_single_epoch_val_accuracy")
+    if start is not None and shipped is not None and shipped < start:
+        init = json.loads(side.read_text()).get("extra", {}).get("config", {}).get("init_from")
+        raise ValueError(f"{run}: its final weights score {shipped:.2%} on val, below the {start:.2%} of the model it "
+                         f"started from ({init}); bundle that model's run instead, or train on until this one beats it")
+
+
 def _final_weights_lines(avg: dict | None) -> list[str]:
     if not avg:
         return []
@@ -350,8 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.run is None or a.name is None:
         p.error("RUN and --name are required")
-    bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras, reference=a.reference,
-           flip_average=a.flip_average)
+    try:
+        bundle(a.run, a.name, a.default, a.artifacts, a.data, a.n_calib, ship_keras=a.ship_keras, reference=a.reference,
+               flip_average=a.flip_average)
+    except (ValueError, EdgeEmotionError) as e:  # what the user can act on, without a traceback
+        p.exit(1, f"{p.prog}: error: {e}\n")
     return 0
 
 

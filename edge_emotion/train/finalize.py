@@ -97,7 +97,8 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
         log.info("final weights: %s", chosen.name if chosen else "best single epoch (no candidate beat it on val)")
         if chosen is None and start_val is not None and start_val >= (best_single or 0):
             log.warning("the starting model %s scores %.4f on val, more than anything this run produced "
-                        "(best epoch %.4f): ship the starting model instead", cfg.init_from, start_val, best_single or 0)
+                        "(best epoch %.4f): ship the starting model instead (the bundler refuses this run)", cfg.init_from,
+                        start_val, best_single or 0)
     keras.mixed_precision.set_global_policy("float32")
     final = float32_copy(best_model)
     final_path = out / "model.keras"
