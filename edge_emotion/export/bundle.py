@@ -291,14 +291,14 @@ def _refuse_a_regression(run: Path) -> None:
     side = run / "model.keras.json"
     if not side.exists():
         return
-    avg = json.loads(side.read_text()).get("extra", {}).get("final_weights") or {}
+    extra = json.loads(side.read_text()).get("extra", {})
+    avg = extra.get("final_weights") or {}
     start = avg.get("starting_model_val_accuracy")
     chosen = avg.get("chosen")
     shipped = chosen["val_accuracy"] if chosen else avg.get("best_single_epoch_val_accuracy")
     if start is not None and shipped is not None and shipped < start:
-        init = json.loads(side.read_text()).get("extra", {}).get("config", {}).get("init_from")
         raise ValueError(f"{run}: its final weights score {shipped:.2%} on val, below the {start:.2%} of the model it "
-                         f"started from ({init}); bundle that model's run instead, or train on until this one beats it")
+                         f"started from ({extra.get('config', {}).get('init_from')}); bundle that model's run instead, or train on until this one beats it")
 
 
 def _final_weights_lines(avg: dict | None) -> list[str]:
