@@ -286,19 +286,19 @@ def _ingredient_lines(path: Path) -> list[str]:
 
 
 def _refuse_a_regression(run: Path) -> None:
-    """A continued run (``--init-from``) whose final weights score below the model it started from on val is not
-    bundled: its finalisation only warned, and its model.keras is the best epoch of this run, not the better start."""
+    """A continued run that did not beat the model it started from on val is not bundled
+    (:func:`edge_emotion.train.finalize.lost_to_start`)."""
+    from ..train.finalize import lost_to_start
+
     side = run / "model.keras.json"
     if not side.exists():
         return
     extra = json.loads(side.read_text()).get("extra", {})
-    avg = extra.get("final_weights") or {}
-    start = avg.get("starting_model_val_accuracy")
-    chosen = avg.get("chosen")
-    shipped = chosen["val_accuracy"] if chosen else avg.get("best_single_epoch_val_accuracy")
-    if start is not None and shipped is not None and shipped < start:
-        raise ValueError(f"{run}: its final weights score {shipped:.2%} on val, below the {start:.2%} of the model it "
-                         f"started from ({extra.get('config', {}).get('init_from')}); bundle that model's run instead, or train on until this one beats it")
+    lost = lost_to_start(extra.get("final_weights"))
+    if lost:
+        raise ValueError(f"{run}: its final weights score {lost[0]:.2%} on val, below the {lost[1]:.2%} of the model "
+                         f"it started from ({extra.get('config', {}).get('init_from')}); bundle that model's run "
+                         "instead, or train on until this one beats it")
 
 
 def _final_weights_lines(avg: dict | None) -> list[str]:

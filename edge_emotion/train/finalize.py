@@ -50,6 +50,19 @@ def _init_summary(path: str | None) -> dict | None:
     return out
 
 
+def lost_to_start(final_weights: dict | None) -> tuple[float, float] | None:
+    """(val accuracy of what the run saved, of the model it started from) when a continued run (``--init-from``) did
+    not beat its start, else None. ``final_weights`` is the record :func:`finalize_run` writes to the metadata; the
+    run's model.keras is then its best epoch, and the bundler refuses it."""
+    fw = final_weights or {}
+    start = fw.get("starting_model_val_accuracy")
+    if start is None:
+        return None
+    chosen = fw.get("chosen")  # a candidate is only chosen when it beats the start
+    saved = chosen["val_accuracy"] if chosen else (fw.get("best_single_epoch_val_accuracy") or 0.0)
+    return (saved, start) if saved <= start else None
+
+
 def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report: bool = True,
                  average_last: int | None = None) -> Path:
     """Best checkpoint -> float32 ``model.keras`` (no optimizer state) + metadata sidecar (+ the report).
@@ -95,10 +108,11 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
                          "candidates": [c.to_dict() for c in cands],
                          **({"starting_model_val_accuracy": start_val} if start_val is not None else {})}
         log.info("final weights: %s", chosen.name if chosen else "best single epoch (no candidate beat it on val)")
-        if chosen is None and start_val is not None and start_val >= (best_single or 0):
+        lost = lost_to_start(final_weights)
+        if lost:
             log.warning("the starting model %s scores %.4f on val, more than anything this run produced "
                         "(best epoch %.4f): ship the starting model instead (the bundler refuses this run)", cfg.init_from,
-                        start_val, best_single or 0)
+                        lost[1], lost[0])
     keras.mixed_precision.set_global_policy("float32")
     final = float32_copy(best_model)
     final_path = out / "model.keras"
