@@ -147,7 +147,8 @@ def test_every_model_builds_and_runs_at_its_input_size(name):
     np.testing.assert_allclose(y.sum(1), 1, rtol=1e-4)
 
 
-def test_alexnet48_trains_stably_at_its_default_rate(fer_npz):
+@pytest.mark.parametrize("options", [{}, {"bn_before_relu": True, "relu6": True}], ids=["seeds_layout", "int8_layout"])
+def test_alexnet48_trains_stably_at_its_default_rate(fer_npz, options):
     """Eight Adam steps on real faces at the registered rate: the loss never blows up and falls below chance.
     Without BatchNorm after its Dense layers (``dense_bn=False``) the loss jumps to 5-11 here."""
     import keras
@@ -157,11 +158,46 @@ def test_alexnet48_trains_stably_at_its_default_rate(fer_npz):
     with np.load(fer_npz) as d:
         x, y = d["x_train"][:64].astype("float32").reshape(64, 48, 48, 1), d["y_train"][:64]
     keras.utils.set_random_seed(0)
-    m = build_model("alexnet48", 7)
+    m = build_model("alexnet48", 7, **options)
     m.compile(keras.optimizers.Adam(MODELS["alexnet48"].learning_rate), "sparse_categorical_crossentropy")
     losses = [float(m.train_on_batch(x[i % 2 * 32:][:32], y[i % 2 * 32:][:32])) for i in range(8)]
     assert max(losses) < 2 * np.log(7), losses
     assert losses[-1] < np.log(7), losses
+
+
+def test_alexnet48_int8_layout_puts_batchnorm_between_each_layer_and_a_capped_relu():
+    """``bn_before_relu`` + ``relu6``: every BatchNorm directly follows a Conv2D or Dense without bias (so it folds
+    into that layer on export) and feeds a ReLU capped at 6; the seeds' layout has BatchNorm after each ReLU."""
+    from keras import layers
+
+    from edge_emotion.train.models import build_model
+
+    def bn_neighbours(m):
+        return [(l._inbound_nodes[0].parent_nodes[0].operation, l._outbound_nodes[0].operation)
+                for l in m.layers if isinstance(l, layers.BatchNormalization)]
+
+    int8 = build_model("alexnet48", 7, bn_before_relu=True, relu6=True)
+    pairs = bn_neighbours(int8)
+    assert len(pairs) == 7  # five convolutions, two Dense layers
+    for before, after in pairs:
+        assert isinstance(before, (layers.Conv2D, layers.Dense)) and not before.use_bias
+        assert isinstance(after, layers.ReLU) and after.max_value == 6.0
+    seeds = build_model("alexnet48", 7)
+    assert any(isinstance(before, layers.Conv2D) and before.activation.__name__ == "relu" for before, _ in bn_neighbours(seeds))
+
+
+def test_model_options_from_the_command_line_reach_the_builder_or_are_refused_by_name():
+    from edge_emotion.train.cli import build_parser, config_from_args
+    from edge_emotion.train.models import build_model
+
+    args = build_parser().parse_args(["--model", "alexnet48", "--model-arg", "relu6=true", "--model-arg", "bn_before_relu=true"])
+    assert config_from_args(args).model_kwargs == {"relu6": True, "bn_before_relu": True}
+    args = build_parser().parse_args(["--model", "edge_cnn", "--model-arg", "width=40"])
+    assert config_from_args(args).model_kwargs == {"width": 40}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        config_from_args(build_parser().parse_args(["--model-arg", "relu6"]))
+    with pytest.raises(ValueError, match=r"no option 'depth'.*dropout, width"):
+        build_model("edge_cnn", 7, depth=3)
 
 
 def test_classic_alexnet_trains_stably_at_its_default_rate(fer_npz):

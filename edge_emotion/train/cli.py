@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -61,6 +62,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                          "the soft target is the votes); votes from --ferplus-votes (default: %(default)s)")
     p.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
                    help="mixup within each batch with lambda ~ Beta(ALPHA, ALPHA) (e.g. 0.2; default: off)")
+    p.add_argument("--model-arg", dest="model_args", action="append", default=None, metavar="KEY=VALUE",
+                   help="keyword argument of the model builder, repeatable; VALUE is JSON (true, 64, \"x\") or a plain "
+                        "string (e.g. --model-arg bn_before_relu=true --model-arg relu6=true for alexnet48)")
     p.add_argument("--no-report", dest="report", action="store_false")
     p.add_argument("--finalize", metavar="RUN", default=None,
                    help="write model.keras, metadata and report from RUN's best checkpoint (BatchNorm re-estimation and "
@@ -70,10 +74,25 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = TrainConfig.__dataclass_fields__
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None},
+                      model_kwargs=parse_model_args(getattr(args, "model_args", None) or []))
     if args.out is None:
         cfg.out = f"runs/{cfg.model}"
     return cfg
+
+
+def parse_model_args(items: list[str]) -> dict:
+    """``["relu6=true", "width=48"]`` -> ``{"relu6": True, "width": 48}``; a value that is not JSON stays a string."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise SystemExit(f"--model-arg expects KEY=VALUE with KEY a builder argument name, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
