@@ -500,3 +500,29 @@ def test_exact_copies_match_the_dataset_card(fer_npz):
         assert exact_copies_in(d["x_val"], d["x_train"]).sum() == card["val_images_with_exact_copy_in_train"]
         flipped = d["x_test"][:50, :, ::-1]
         assert not exact_copies_in(flipped[flipped.std(axis=(1, 2)) > 1], d["x_test"][:50]).any()
+
+
+def test_a_model_built_with_options_continues_under_bf16_with_its_output_layer_in_float32(tmp_path):
+    """``--init-from`` under mixed precision rebuilds the saved graph under the bf16 policy whatever options built
+    it (here ``width=8``, which the registered defaults would not fit) and copies the weights in."""
+    import keras
+
+    from edge_emotion.train.models import build_model
+    from edge_emotion.train.pipeline import load_init
+
+    m = build_model("edge_cnn", 7, width=8)
+    path = tmp_path / "narrow.keras"
+    m.save(path)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        loaded = load_init(str(path))
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+    convs = [l for l in loaded.layers if isinstance(l, keras.layers.Conv2D)]
+    assert convs and all(l.compute_dtype == "bfloat16" for l in convs)
+    assert loaded.layers[-1].name == "predictions" and loaded.layers[-1].compute_dtype == "float32"
+    for a, b in zip(m.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), np.asarray(m(x, training=False)), atol=0.05)

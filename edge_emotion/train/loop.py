@@ -123,7 +123,7 @@ def train(cfg: TrainConfig) -> Path:
     steps = int(np.ceil(len(tr_idx) / cfg.batch_size))
 
     if cfg.init_from:
-        base = load_init(cfg.init_from, ls.multi_label)
+        base = load_init(cfg.init_from)
         model = replace_head(base, ls.num_classes, ls.multi_label) if base.output_shape[-1] != ls.num_classes else base
     else:
         kwargs = dict(cfg.model_kwargs)

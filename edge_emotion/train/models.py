@@ -15,7 +15,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "load_backbone_weights", "register", "flip_averaged", "float32_copy"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "load_backbone_weights", "register", "flip_averaged", "float32_copy", "policy_copy"]
 
 
 @dataclass(frozen=True)
@@ -216,14 +216,15 @@ def build_model(name: str, num_classes: int, multi_label: bool = False, input_sh
     return spec.build(input_shape=input_shape or spec.input_shape, num_classes=num_classes, multi_label=multi_label, **kwargs)
 
 
-def _strip_policy(obj):
-    """Config with every layer's dtype policy set to float32."""
+def _set_policy(obj, policy: str = "float32", keep: frozenset = frozenset()):
+    """A copy of a model config with every layer's dtype policy set to ``policy``, except the top-level layers
+    named in ``keep``, which stay float32."""
     if isinstance(obj, dict):
-        if obj.get("class_name") == "DTypePolicy" or obj.get("class_name") == "FloatDTypePolicy":
-            return "float32"
-        return {k: _strip_policy(v) for k, v in obj.items()}
+        if obj.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return policy
+        return {k: _set_policy(v, "float32" if obj.get("name") in keep else policy) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_strip_policy(v) for v in obj]
+        return [_set_policy(v, policy, keep) for v in obj]
     return obj
 
 
@@ -233,9 +234,22 @@ def float32_copy(model: keras.Model) -> keras.Model:
     A mixed-precision model would export bf16 casts, and a model loaded from a training
     checkpoint carries its optimizer's slots (two more copies of every weight with Adam).
     """
-    clean = model.__class__.from_config(_strip_policy(model.get_config()))
+    clean = model.__class__.from_config(_set_policy(model.get_config()))
     clean.set_weights(model.get_weights())
     return clean
+
+
+def policy_copy(model: keras.Model, policy: str) -> keras.Model:
+    """The same model (same weights) computing under ``policy`` (e.g. ``mixed_bfloat16``), its output layers kept
+    float32 as Keras advises for mixed precision; works for any functional model, whatever options built it."""
+    config = model.get_config()
+    out = config.get("output_layers", [])
+    outputs = frozenset([out[0]] if out and isinstance(out[0], str) else [o[0] for o in out])  # one output: [name, 0, 0]
+    config["layers"] = [_set_policy(layer, "float32" if layer.get("name") in outputs else policy)
+                        for layer in config["layers"]]
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 @keras.saving.register_keras_serializable(package="edge_emotion")

@@ -149,27 +149,27 @@ def schedule(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: int, k
     return keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.01)
 
 
-def load_init(path: str, multi_label: bool):
+def load_init(path: str):
     """The model a run starts from, under the current dtype policy.
 
-    A saved model's layers keep the float32 policy they were saved with; when it is a
-    registered architecture, the same model is rebuilt under the run's policy (bf16 mixed
-    precision where the CPU has it) and the saved weights are copied in.
+    A saved model's layers keep the float32 policy they were saved with; under a mixed policy (bf16 where the CPU
+    has it) the same graph is rebuilt from its config under that policy, output layers float32, and the saved
+    weights are copied in, whatever builder options (``--model-arg``) made it.
     """
     import keras
 
-    from .models import MODELS, build_model
+    from .models import policy_copy
 
     base = keras.saving.load_model(path, safe_mode=True)
-    if base.name not in MODELS or keras.mixed_precision.global_policy().name == "float32":
+    policy = keras.mixed_precision.global_policy().name
+    if policy == "float32":
         return base
     try:
-        fresh = build_model(base.name, base.output_shape[-1], multi_label, input_shape=tuple(base.input_shape[1:]))
-        fresh.set_weights(base.get_weights())
-    except (ValueError, TypeError) as e:  # a variant (other width) of the registered design
-        log.info("init-from %s: keeping its float32 layers (%s)", path, e)
+        fresh = policy_copy(base, policy)
+    except (ValueError, TypeError, KeyError) as e:  # e.g. a subclassed model without a functional config
+        log.warning("init-from %s: keeping its float32 layers, training will be slower (%s)", path, e)
         return base
-    log.info("init-from %s: rebuilt %s under the %s policy", path, base.name, keras.mixed_precision.global_policy().name)
+    log.info("init-from %s: rebuilt %s under the %s policy", path, base.name, policy)
     return fresh
 
 
