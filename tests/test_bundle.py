@@ -72,6 +72,16 @@ def test_bundle_without_keras(tiny_run, models_dir, monkeypatch):
     with pytest.raises(BackendUnavailableError, match="published without its Keras model.*litert or onnxruntime"):
         resolve_model("tiny", "keras")
 
+    # a flip-averaged model's card says so and gives the averaging's gain on PublicTest, where it was chosen
+    index = json.loads((models_dir / "index.json").read_text())
+    index["models"]["tiny"]["flip_average"] = True
+    (models_dir / "index.json").write_text(json.dumps(index))
+    write_cards(models_dir, zoo_dir)
+    val = json.loads((repo / "report" / "report.json").read_text())["val"]
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "mirror image inside its graph" in card and "(fp32, flip-averaged; not shipped" in card
+    assert f"Chosen on PublicTest ({val['n']:,} images): {val['tta_accuracy']:.2%} with the averaging against {val['accuracy']:.2%}" in card
+
     # a reference model keeps its card (and everything else) in the zoo
     index = json.loads((models_dir / "index.json").read_text())
     index["models"]["tiny"]["reference"] = True

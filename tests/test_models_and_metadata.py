@@ -213,3 +213,25 @@ def test_a_file_outside_the_installed_package_says_where_it_lives(tmp_path, monk
     with pytest.raises(BackendUnavailableError, match="zoo/alexnet48_fer7/"):
         resolve_model("alexnet48_fer7", backend="litert")
     assert zoo.artifacts(name)["keras"] is None and zoo.artifacts(name)["tflite_int8"] is not None
+
+
+def test_the_keras_backend_averages_flips_where_the_bundled_artifacts_do(fer_test, tmp_path):
+    """A model bundled with --flip-average answers alike on every backend: its Keras source, run through the
+    Keras backend, averages each face with its mirror image as the int8 artifacts do; the same file copied
+    elsewhere is just a Keras model and runs one pass."""
+    import shutil
+
+    from edge_emotion.runtime.backends.keras_backend import KerasBackend
+    from edge_emotion.runtime.zoo import artifact_path, load_index
+
+    name = load_index()["default"]
+    assert load_index()["models"][name].get("flip_average"), "the default ships flip-averaged (issue #14)"
+    src = artifact_path(name, "keras")
+    x = fer_test[0][:16].astype(np.float32).reshape(16, 48, 48, 1)
+    bundled = KerasBackend.load(src).infer(x)[0]
+    copy = tmp_path / "model.keras"
+    shutil.copy(src, copy)
+    one_pass = KerasBackend.load(copy)
+    plain, mirrored = one_pass.infer(x)[0], one_pass.infer(x[:, :, ::-1].copy())[0]
+    np.testing.assert_allclose(bundled, (plain + mirrored) / 2, atol=1e-5)
+    assert np.abs(bundled - plain).max() > 1e-3  # the averaging changes the answer

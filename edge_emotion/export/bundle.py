@@ -199,6 +199,10 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
         lines += ["", "Every artifact averages each face with its mirror image inside its graph: one call, one file, twice "
                   "the classifier's compute per face (the weights are stored once). Its agreement is measured against the "
                   f"Keras model with the same averaging; the Keras model alone (one pass) scores {test.get('accuracy', 0):.2%}."]
+        val = rep.get("val", {})
+        if val.get("tta_accuracy") is not None:
+            lines[-1] += (f" Chosen on PublicTest ({val.get('n', 0):,} images): {val['tta_accuracy']:.2%} with the averaging "
+                          f"against {val['accuracy']:.2%} for one pass ({100 * (val['tta_accuracy'] - val['accuracy']):+.2f} points).")
     if test:
         lines += ["", (f"Keras fp32 with horizontal-flip test-time augmentation (optional, 2x compute): {test.get('tta_accuracy', 0):.2%}. "
                        if not entry.get("flip_average") else "Keras fp32, one pass: ") +

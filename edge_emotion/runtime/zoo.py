@@ -96,6 +96,18 @@ def artifacts(name: str) -> dict[str, Path | None]:
     return out
 
 
+def published_with_flip_average(path: str | Path) -> bool:
+    """Whether ``path`` is the Keras source of a bundled model whose artifacts average each face with its mirror
+    image in their graphs: the Keras backend then averages the same way, so every backend of the model answers
+    alike (the artifacts were validated against that averaging)."""
+    path = Path(path).resolve()
+    for name, entry in load_index()["models"].items():
+        file = (entry.get("keras") or {}).get("file")
+        if entry.get("flip_average") and file and any(path == (d / file).resolve() for d in model_dirs(name)):
+            return True
+    return False
+
+
 def resolve_model(model: str | Path | None, backend: str = "auto", providers: list | None = None) -> Path:
     """A model argument -> a file path. ``None``: the bundled default; a bundled name; or a path."""
     index = load_index()

@@ -27,6 +27,12 @@ class KerasBackend(Backend):
             model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: Keras cannot load this model: {exc}") from None
+        from ..zoo import published_with_flip_average
+
+        if published_with_flip_average(path):  # as its artifacts do (the bundler's --flip-average)
+            from ...train.models import flip_averaged
+
+            model = flip_averaged(model)
         return cls(path, model)
 
     @property
