@@ -170,6 +170,8 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
          f"- Data: `{Path(str(cfg.get('data', ''))).name}`, sha256 `{meta.data_sha256}`."),
         "- Official FER-2013 splits: Training to fit, PublicTest to select the best epoch, PrivateTest only for the final figures.",
         *_start_lines(cfg, ex),
+        *([f"- Built with `{' '.join(f'--model-arg {k}={json.dumps(v)}' for k, v in cfg['model_kwargs'].items())}` "
+           f"(options of the `{cfg.get('model')}` builder)."] if cfg.get("model_kwargs") else []),
         f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, "
         f"{'AdamW (weight decay %g on kernels)' % cfg['weight_decay'] if cfg.get('weight_decay') else 'Adam'} "
         + (f"at a constant rate {cfg.get('learning_rate')}" if cfg.get("lr_schedule") == "constant" else
