@@ -174,7 +174,7 @@ def test_benchmark_from_a_wheel_lists_what_it_cannot_measure(tmp_path, monkeypat
     monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path / "no-zoo")
     paths, missing = discover_models(None)
     assert paths and all(p.parent.parent == zoo.MODELS_DIR for p in paths)
-    assert {"edge_cnn_fer7/keras", "edge_cnn_fer7/tflite_fp32", "alexnet48_fer7/tflite_fp16"} <= set(missing)
+    assert {"edge_cnn_fer7/keras", "edge_cnn_fer7/tflite_fp32", "alexnet48_fer7/tflite_int8"} <= set(missing)
     row = missing_row("edge_cnn_fer7/tflite_fp32")
     assert (row["format"], row["precision"]) == ("tflite", "fp32") and "zoo/edge_cnn_fer7/" in row["status"]
     assert "| tflite | fp32 |" in to_markdown([row], host_info())
