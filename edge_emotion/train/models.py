@@ -100,7 +100,7 @@ def _alexnet(inp_shape, num_classes, multi_label, first_kernel, first_stride, de
 
     The seeds' order is conv+ReLU, then BatchNorm. ``bn_before_relu`` gives conv (no bias), BatchNorm, ReLU instead:
     the BatchNorm folds into the convolution on export and nothing is left between a ReLU and the next layer, where
-    the seeds' order leaves a per-channel multiply-add whose output range is the widest tensor of the int8 graph.
+    the seeds' order leaves a per-channel multiply-add after each ReLU in the int8 graph, with a range of its own.
     ``relu6`` caps every hidden activation at 6, which bounds each int8 range (the seeds' first Dense ReLU had a
     99.99th percentile 35x its 99.9th on FER faces).
     """
@@ -216,15 +216,14 @@ def build_model(name: str, num_classes: int, multi_label: bool = False, input_sh
     return spec.build(input_shape=input_shape or spec.input_shape, num_classes=num_classes, multi_label=multi_label, **kwargs)
 
 
-def _set_policy(obj, policy: str = "float32", keep: frozenset = frozenset()):
-    """A copy of a model config with every layer's dtype policy set to ``policy``, except the top-level layers
-    named in ``keep``, which stay float32."""
+def _set_policy(obj, policy: str = "float32"):
+    """A copy of a (model or layer) config with every dtype policy in it set to ``policy``."""
     if isinstance(obj, dict):
         if obj.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
             return policy
-        return {k: _set_policy(v, "float32" if obj.get("name") in keep else policy) for k, v in obj.items()}
+        return {k: _set_policy(v, policy) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_set_policy(v, policy, keep) for v in obj]
+        return [_set_policy(v, policy) for v in obj]
     return obj
 
 
