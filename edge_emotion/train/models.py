@@ -216,7 +216,7 @@ def build_model(name: str, num_classes: int, multi_label: bool = False, input_sh
     return spec.build(input_shape=input_shape or spec.input_shape, num_classes=num_classes, multi_label=multi_label, **kwargs)
 
 
-def _set_policy(obj, policy: str = "float32"):
+def _set_policy(obj, policy: str):
     """A copy of a (model or layer) config with every dtype policy in it set to ``policy``."""
     if isinstance(obj, dict):
         if obj.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
@@ -233,9 +233,7 @@ def float32_copy(model: keras.Model) -> keras.Model:
     A mixed-precision model would export bf16 casts, and a model loaded from a training
     checkpoint carries its optimizer's slots (two more copies of every weight with Adam).
     """
-    clean = model.__class__.from_config(_set_policy(model.get_config()))
-    clean.set_weights(model.get_weights())
-    return clean
+    return policy_copy(model, "float32")
 
 
 def policy_copy(model: keras.Model, policy: str) -> keras.Model:
