@@ -72,6 +72,21 @@ def face_box(detector, astronaut) -> tuple[int, int, int, int]:
 
 
 @pytest.fixture(scope="session")
+def default_keras(tmp_path_factory) -> Path:
+    """The bundled default's Keras source (one pass; a model with real margins), copied with its metadata
+    so exports land in a temp folder."""
+    import shutil
+
+    from edge_emotion.runtime.zoo import artifact_path, load_index
+
+    d = tmp_path_factory.mktemp("default_keras")
+    keras = artifact_path(load_index()["default"], "keras")
+    for f in (keras, keras.with_name(keras.name + ".json")):
+        shutil.copy(f, d / f.name)
+    return d / "model.keras"
+
+
+@pytest.fixture(scope="session")
 def fer_test(fer_npz):
     with np.load(fer_npz) as d:
         return d["x_test"], d["y_test"]

@@ -138,10 +138,11 @@ def test_teacher_classes_are_matched_by_name(tiny_run, fer_test):
         teacher_distribution([teacher], x, [*labels, "contempt"], progress=False)
 
 
-def test_flip_averaged_export_is_one_mirror_symmetric_int8_artifact(tiny_run, tmp_path, fer_npz, fer_test):
+def test_flip_averaged_export_is_one_mirror_symmetric_int8_artifact(default_keras, tmp_path, fer_npz, fer_test):
     """--flip-average: the int8 TFLite averages each face with its mirror image in one call; it stores the
     weights once, says so in its metadata, gives a face and its mirror image the same probabilities, and
-    matches the Keras model with the same averaging."""
+    matches the Keras model with the same averaging. The model is the bundled default's Keras source: a model
+    with real margins, so the int8 export is held to the same agreement gate as any other."""
     import keras
 
     from edge_emotion.export import export_model
@@ -149,7 +150,7 @@ def test_flip_averaged_export_is_one_mirror_symmetric_int8_artifact(tiny_run, tm
     from edge_emotion.runtime.classifier import EmotionClassifier
     from edge_emotion.train.models import flip_averaged
 
-    src = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    src = keras.saving.load_model(default_keras, safe_mode=True)
     wrapped = flip_averaged(src)
     x = fer_test[0][:8, :, :, None].astype(np.float32)
     want = (np.asarray(src(x)) + np.asarray(src(x[:, :, ::-1]))) / 2
@@ -158,12 +159,11 @@ def test_flip_averaged_export_is_one_mirror_symmetric_int8_artifact(tiny_run, tm
 
     for d in ("plain", "flip"):
         (tmp_path / d).mkdir()
-    plain = export_model(tiny_run / "model.keras", "tflite", "int8", out=tmp_path / "plain", data=fer_npz, n_calib=64,
+    plain = export_model(default_keras, "tflite", "int8", out=tmp_path / "plain", data=fer_npz, n_calib=64,
                          n_validate=0, show_progress=False)
-    res = export_model(tiny_run / "model.keras", "tflite", "int8", out=tmp_path / "flip", data=fer_npz, n_calib=64,
-                       n_validate=300, show_progress=False, flip_average=True, threshold=0.9)
-    # the tiny model's outputs are nearly uniform, so its top-1 flips on rounding: the gate is the probabilities
-    assert res.validation.passed and res.validation.n == 300 and res.validation.max_prob_diff < 0.01
+    res = export_model(default_keras, "tflite", "int8", out=tmp_path / "flip", data=fer_npz,
+                       n_validate=500, show_progress=False, flip_average=True)
+    assert res.validation.passed and res.validation.n == 500 and res.validation.agreement >= 0.98
     assert res.size_bytes < 1.15 * plain.size_bytes  # one copy of the weights
     assert read_metadata(res.path).extra["flip_average"] is True
     clf = EmotionClassifier(res.path)
@@ -176,7 +176,7 @@ def test_flip_averaged_export_is_one_mirror_symmetric_int8_artifact(tiny_run, tm
     q_mirror = single.predict(single.preprocessing.batch(np.ascontiguousarray(faces[:, :, ::-1]), order="rgb"))
     assert np.abs(q - q_mirror).max() > 1e-3  # the single-pass model is not symmetric by itself
 
-    onnx = export_model(tiny_run / "model.keras", "onnx", "fp32", out=tmp_path / "flip", data=fer_npz,
+    onnx = export_model(default_keras, "onnx", "fp32", out=tmp_path / "flip", data=fer_npz,
                         n_validate=200, show_progress=False, flip_average=True)
     assert onnx.validation.passed and onnx.validation.agreement == 1.0
 

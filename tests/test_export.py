@@ -14,16 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    """The bundled default's Keras model, copied so exports land in a temp folder."""
-    import shutil
-
-    d = tmp_path_factory.mktemp("export")
-    name = load_index()["default"]
-    keras = artifact_path(name, "keras")
-    for f in (keras, keras.with_name(keras.name + ".json")):
-        shutil.copy(f, d / f.name)
-    return d / "model.keras"
+def source(default_keras):
+    return default_keras
 
 
 @pytest.mark.parametrize("fmt,precision", [("tflite", "int8"), ("tflite", "fp16"), ("tflite", "fp32"),
