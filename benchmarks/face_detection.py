@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENES = ROOT.parent / "shared" / "data" / "scenes"
 CLIP = SCENES / "short_hamilton_clip.mp4"
 BASELINE = "fd071fd"  # main before issue #16 (face detection twice as fast)
+INT8 = "<int8 export>"  # stands for the int8 detector the driver exports before the workers start
 log = logging.getLogger("benchmarks.face_detection")
 
 # name -> (code, BlazeFaceDetector keyword arguments or None for the default EmotionDetector, what it is)
@@ -45,6 +46,8 @@ CONFIGS: dict[str, tuple[str, dict | None, str]] = {
     "default": ("current", None, "EmotionDetector() as shipped: also fit='aspect', a 640x360 frame at 160x192 (model rewritten in memory)"),
     "sparse": ("current", {"variant": "full_sparse"}, "as default, with the sparse full-range weights (the same network, "
                "sparse kernels in XNNPACK)"),
+    "int8": ("current", {"model_path": INT8}, "as default, with BlazeFace full-range converted to full int8 "
+             "(`edge-emotion export-detector -f tflite -p int8`), calibrated on every 3rd clip frame and the scene photos"),
 }
 
 
@@ -175,12 +178,40 @@ def _agreement(ref: list, got: list) -> dict:
     return {"missed": c["missed"], "extra": c["extra"], "median_iou": float(np.median(c["ious"])) if c["ious"] else None}
 
 
+def calibration_frames() -> list[np.ndarray]:
+    """What the int8 detector is calibrated on: every 3rd clip frame and the scene photos (not pascal_voc_faces,
+    which scores recall)."""
+    import cv2
+
+    photos = [cv2.imread(str(SCENES / n)) for n in ("obama-1080p.jpg", "obama_and_biden.jpg", "two_people.jpg", "astronaut.png")]
+    return _frames(None)[::3] + photos
+
+
+def int8_detector(dest: Path) -> tuple[Path, dict]:
+    """The full-range detector exported to int8 TFLite in ``dest``, and its validation against the bundled fp32
+    model on the clip and the scene photos (the exporter's gate; here reported, not enforced, so the
+    benchmark shows a rejected export's figures too)."""
+    import cv2
+
+    from edge_emotion.export.detector import export_int8_tflite, validate_detector
+    from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+
+    path = export_int8_tflite("full", dest / "face_detection_full_range_int8.tflite", calibration_frames())
+    images = _frames(None) + [cv2.imread(str(p)) for p in sorted((SCENES / "pascal_voc_faces").glob("*.jpg"))]
+    v = validate_detector(BlazeFaceDetector("full"), BlazeFaceDetector("full", model_path=path), images, "int8")
+    log.info("int8 detector: %s -> %s", v.summary(), "passes" if v.passed else "REJECTED by the exporter's gate")
+    return path, {**v.to_dict(), "size_bytes": path.stat().st_size}
+
+
 def run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = extract(args.baseline, Path(tmp))
         workers = []
+        int8 = int8_detector(Path(tmp)) if "int8" in args.configs else None
         for name in args.configs:
             code, kwargs, _ = CONFIGS[name]
+            if kwargs and kwargs.get("model_path") == INT8:
+                kwargs = {**kwargs, "model_path": str(int8[0])}
             spec = {"detector": kwargs, "threads": args.threads, "frames": args.frames}
             workers.append(Worker(name, base_dir if code == "baseline" else ROOT, spec))
         try:
@@ -210,7 +241,8 @@ def run(args) -> dict:
     base_fps = rows[0]["fps"]
     for row in rows:
         row["speedup"] = row["fps"] / base_fps
-    return {"baseline": args.baseline, "rounds": args.rounds, "threads": args.threads, "clip": CLIP.name, "rows": rows}
+    return {"baseline": args.baseline, "rounds": args.rounds, "threads": args.threads, "clip": CLIP.name, "rows": rows,
+            **({"int8_validation": int8[1]} if int8 else {})}
 
 
 def _mosaics(k: int, cell: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -312,6 +344,12 @@ def to_markdown(res: dict) -> str:
                          f"| {r['clip_faces']} | {ag['missed']} / {ag['extra']} | {ag['median_iou']:.3f} "
                          f"| {r['recall_found']}/{r['recall_total']} | {r['recall_unmatched']} |")
         lines += ["", *[f"- `{r['config']}`: {r['what']}" for r in res["rows"]], ""]
+        if res.get("int8_validation"):
+            v = res["int8_validation"]
+            lines += [f"int8 detector against the bundled fp32 one (the exporter's gate) on the clip and pascal_voc_faces, "
+                      f"{v['images']} images: {v['found']}/{v['reference_faces']} faces found again ({100 * v['recall']:.1f} %, "
+                      f"gate {100 * v['recall_gate']:.0f} %), {v['extra']} extra, median IoU {v['median_iou']:.3f}, "
+                      f"{v['size_bytes'] / 1e6:.2f} MB: **{'passes' if v['passed'] else 'rejected'}**.", ""]
     if res.get("crowds"):
         lines += ["Small faces in large frames: `pascal_voc_faces` photos at their own size in k x k mosaics of 500-px cells "
                   "(median time per frame).", "",

@@ -26,9 +26,10 @@ from .tiling import detect_tiled, merge
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-# The bundled weights are TFLite; `edge-emotion export-detector` writes the formats other runtimes load
-DETECTOR_FORMATS = tuple(f.name for f in FORMATS if f.backend not in (None, "keras", "litert"))
-DETECTOR_PRECISIONS = tuple(p for p in all_precisions() if p != "int8")  # int8 BlazeFace: not validated yet
+# The bundled weights are float TFLite; `edge-emotion export-detector` writes the formats other runtimes load, and
+# an int8 TFLite (export/detector.py: rebuilt, calibrated on real frames, validated against the bundled one)
+DETECTOR_FORMATS = tuple(f.name for f in FORMATS if f.backend not in (None, "keras"))
+DETECTOR_PRECISIONS = all_precisions()
 
 
 @dataclass(frozen=True)
