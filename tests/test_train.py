@@ -187,6 +187,8 @@ def test_alexnet48_int8_layout_puts_batchnorm_between_each_layer_and_a_capped_re
 
 
 def test_model_options_from_the_command_line_reach_the_builder_or_are_refused_by_name():
+    from keras import layers
+
     from edge_emotion.train.cli import build_parser, config_from_args
     from edge_emotion.train.models import build_model
 
@@ -196,8 +198,19 @@ def test_model_options_from_the_command_line_reach_the_builder_or_are_refused_by
     assert config_from_args(args).model_kwargs == {"width": 40}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         config_from_args(build_parser().parse_args(["--model-arg", "relu6"]))
-    with pytest.raises(ValueError, match=r"no option 'depth'.*dropout, width"):
+    with pytest.raises(ValueError, match=r"no option 'depth'.*convs, dropout, width"):
         build_model("edge_cnn", 7, depth=3)
+    # convs: 3x3 convolutions per stage, from JSON on the command line; the default is the shipped (2, 2, 2, 2)
+    args = build_parser().parse_args(["--model", "edge_cnn", "--model-arg", "convs=[2,3,3,2]"])
+    assert config_from_args(args).model_kwargs == {"convs": [2, 3, 3, 2]}
+
+    def n_convs(m):
+        return sum(isinstance(layer, layers.Conv2D) for layer in m.layers)
+
+    assert n_convs(build_model("edge_cnn", 7, width=8)) == 8
+    assert n_convs(build_model("edge_cnn", 7, width=8, convs=[2, 3, 3, 2])) == 10
+    with pytest.raises(ValueError, match="four positive counts"):
+        build_model("edge_cnn", 7, convs=[2, 2, 2])
 
 
 def test_classic_alexnet_trains_stably_at_its_default_rate(fer_npz):

@@ -50,18 +50,22 @@ def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str | Non
 
 
 @register("edge_cnn", (48, 48, 1), 2e-3, "Compact VGG-style edge CNN for full-int8: plain 3x3 conv+BN+ReLU, GAP head, ~1.2 M params")
-def edge_cnn(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = False, width: int = 32, dropout: float = 0.4) -> keras.Model:
-    """The shipped default.
+def edge_cnn(input_shape=(48, 48, 1), num_classes: int = 7, multi_label: bool = False, width: int = 32, dropout: float = 0.4,
+             convs: tuple[int, int, int, int] | list[int] = (2, 2, 2, 2)) -> keras.Model:
+    """The shipped default: four stages of ``convs[i]`` 3x3 convolutions (``width`` x 1, 2, 4, 8 filters), each
+    followed by 2x2 max-pooling.
 
     Designed for full-integer int8: only Conv2D (BatchNorm folds into it), ReLU,
     max-pooling, global average pooling and one Dense layer, all ops that LiteRT
     and ONNX Runtime run natively in int8 with per-channel weights.
     """
+    if len(convs) != 4 or not all(isinstance(n, int) and n >= 1 for n in convs):
+        raise ValueError(f"edge_cnn: convs is four positive counts, one per stage, got {convs!r}")
     inp = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
     w = width
-    for stage, (filters, convs) in enumerate([(w, 2), (2 * w, 2), (4 * w, 2), (8 * w, 2)], start=1):
-        for i in range(convs):
+    for stage, (filters, n) in enumerate(zip((w, 2 * w, 4 * w, 8 * w), convs), start=1):
+        for i in range(n):
             x = _conv_bn(x, filters, name=f"s{stage}c{i + 1}")
         x = layers.MaxPooling2D(2, name=f"s{stage}pool")(x)
         if stage >= 2:
