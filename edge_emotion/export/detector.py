@@ -2,7 +2,7 @@
 or a full-int8 TFLite file, so a Jetson runs the whole pipeline on one runtime and an ARM board can use
 int8 kernels. Every export is validated against the bundled original on real images
 (:func:`validate_detector`: the original's faces found again, boxes by IoU, no extra faces); an export
-that fails is rejected (:class:`DetectorValidationError`) and not written."""
+that fails is rejected (:class:`DetectorValidationError`) and its file deleted."""
 
 from __future__ import annotations
 
