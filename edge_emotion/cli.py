@@ -125,44 +125,15 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _calibration_frames(paths: list[str], per_video: int = 100) -> list:
-    """Images from ``paths``: image files, folders of them, or videos (``per_video`` frames spread over each)."""
-    import cv2
-    import numpy as np
-
-    from .cli_stream import VIDEO_SUFFIXES
-    from .datasets import IMAGE_SUFFIXES
-    from .runtime.image import read_image
-
-    frames = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            frames += [read_image(str(f)) for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-        elif p.suffix.lower() in VIDEO_SUFFIXES:
-            cap = cv2.VideoCapture(str(p))
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            if not cap.isOpened() or n <= 0:
-                raise FileNotFoundError(f"cannot read video {p}")
-            for i in np.linspace(0, n - 1, min(n, per_video)).astype(int):
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
-                ok, f = cap.read()
-                if ok:
-                    frames.append(f)
-            cap.release()
-        else:
-            frames.append(read_image(str(p)))
-    return frames
-
-
 def cmd_export_detector(args) -> int:
-    from .export.detector import check_request, export_detector
+    from .export.detector import check_request, export_detector, frames_from
     from .runtime.image import read_image
 
     check_request(args.variant, args.format, args.precision)
     if args.precision == "int8" and not args.calib:
         raise ValueError("an int8 detector is calibrated on real frames: give --calib with photos, a folder or a "
                          "video like the ones it will see")
-    calib = _calibration_frames(args.calib) if args.calib else None
+    calib = frames_from(args.calib) if args.calib else None
     validate = [read_image(str(SAMPLE_IMAGE))] + (calib or [])
     out = export_detector(args.variant, args.format, args.out, args.precision, validate, calib_images=calib)
     print(f"{out}: validated against the bundled original on {len(validate)} image(s); use it with "

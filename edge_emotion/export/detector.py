@@ -111,6 +111,34 @@ def export_int8_tflite(variant: str, out: Path, calib_images: Sequence[np.ndarra
     return out
 
 
+def frames_from(paths: Sequence[str | Path], per_video: int = 100) -> list[np.ndarray]:
+    """Images from ``paths``: image files, folders of them, or videos (``per_video`` frames spread over each)."""
+    import cv2
+
+    from ..cli_stream import VIDEO_SUFFIXES
+    from ..datasets import IMAGE_SUFFIXES
+    from ..runtime.image import read_image
+
+    frames = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            frames += [read_image(str(f)) for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        elif p.suffix.lower() in VIDEO_SUFFIXES:
+            cap = cv2.VideoCapture(str(p))
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if not cap.isOpened() or n <= 0:
+                raise FileNotFoundError(f"cannot read video {p}")
+            for i in np.linspace(0, n - 1, min(n, per_video)).astype(int):
+                cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
+                ok, f = cap.read()
+                if ok:
+                    frames.append(f)
+            cap.release()
+        else:
+            frames.append(read_image(str(p)))
+    return frames
+
+
 def check_request(variant: str, format: str, precision: str) -> None:
     """Refuse a variant, format and precision the detector exporter cannot make, before any work."""
     if variant not in CONFIGS:
