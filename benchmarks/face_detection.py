@@ -182,13 +182,13 @@ def _agreement(ref: list, got: list) -> dict:
     return {"missed": c["missed"], "extra": c["extra"], "median_iou": float(np.median(c["ious"])) if c["ious"] else None}
 
 
-def calibration_frames() -> list[np.ndarray]:
-    """What the int8 detector is calibrated on: every 3rd clip frame and the scene photos (not pascal_voc_faces,
-    which scores recall)."""
+def calibration_frames(clip: list[np.ndarray]) -> list[np.ndarray]:
+    """What the int8 detector is calibrated on: every 3rd ``clip`` frame and the scene photos (not
+    pascal_voc_faces, which scores recall)."""
     import cv2
 
     photos = [cv2.imread(str(SCENES / n)) for n in ("obama-1080p.jpg", "obama_and_biden.jpg", "two_people.jpg", "astronaut.png")]
-    return _frames(None)[::3] + photos
+    return clip[::3] + photos
 
 
 def int8_detector(dest: Path) -> tuple[Path, dict]:
@@ -200,8 +200,9 @@ def int8_detector(dest: Path) -> tuple[Path, dict]:
     from edge_emotion.export.detector import export_int8_tflite, validate_detector
     from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
 
-    path = export_int8_tflite("full", dest / "face_detection_full_range_int8.tflite", calibration_frames())
-    images = _frames(None) + [cv2.imread(str(p)) for p in sorted((SCENES / "pascal_voc_faces").glob("*.jpg"))]
+    clip = _frames(None)
+    path = export_int8_tflite("full", dest / "face_detection_full_range_int8.tflite", calibration_frames(clip))
+    images = clip + [cv2.imread(str(p)) for p in sorted((SCENES / "pascal_voc_faces").glob("*.jpg"))]
     v = validate_detector(BlazeFaceDetector("full"), BlazeFaceDetector("full", model_path=path), images, "int8")
     log.info("int8 detector: %s -> %s", v.summary(), "passes" if v.passed else "REJECTED by the exporter's gate")
     return path, {**v.to_dict(), "size_bytes": path.stat().st_size}
