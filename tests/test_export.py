@@ -13,38 +13,33 @@ from edge_emotion.runtime.zoo import artifact_path, load_index
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def source(default_keras):
-    return default_keras
-
-
 @pytest.mark.parametrize("fmt,precision", [("tflite", "int8"), ("tflite", "fp16"), ("tflite", "fp32"),
                                            ("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8")])
-def test_export_every_cpu_format(source, fer_npz, fmt, precision):
+def test_export_every_cpu_format(default_keras, fer_npz, fmt, precision):
     from edge_emotion.export import export_model
 
-    res = export_model(source, fmt, precision, data=fer_npz, n_validate=1000, show_progress=False)
+    res = export_model(default_keras, fmt, precision, data=fer_npz, n_validate=1000, show_progress=False)
     assert res.path.exists() and res.path.suffix == f".{fmt}"
     v = res.validation
     assert v.passed and v.n == 1000
     assert v.agreement >= (0.98 if precision == "int8" else 0.999)
     assert v.predicted_classes >= 5  # not collapsed onto a few labels
     meta = read_metadata(res.path)
-    src_meta = read_metadata(source)
+    src_meta = read_metadata(default_keras)
     assert meta.labels == src_meta.labels and meta.input_size == src_meta.input_size
     assert (meta.format, meta.precision) == (fmt, precision)
     from edge_emotion.metadata import sha256_file
 
-    assert meta.source_sha256 == sha256_file(source)
+    assert meta.source_sha256 == sha256_file(default_keras)
     saved = json.loads((res.path.parent / (res.path.name + ".validation.json")).read_text())
     assert saved["agreement"] == v.agreement
 
 
-def test_int8_tflite_is_full_integer(source, fer_npz):
+def test_int8_tflite_is_full_integer(default_keras, fer_npz):
     from edge_emotion.export import export_model
     from edge_emotion.export.tflite import tensor_dtypes
 
-    res = export_model(source, "tflite", "int8", data=fer_npz, n_calib=140, n_validate=0, show_progress=False)
+    res = export_model(default_keras, "tflite", "int8", data=fer_npz, n_calib=140, n_validate=0, show_progress=False)
     dt = tensor_dtypes(res.path)
     assert dt["io"] == {"int8"}
     assert "float32" not in dt["activations"] and "float16" not in dt["activations"]
@@ -61,24 +56,24 @@ def test_calibration_is_balanced_real_images(fer_npz):
     assert x.std() > 20  # real faces, not constant or noise-free filler
 
 
-def test_failed_validation_keeps_the_artifact_aside(source, fer_npz):
+def test_failed_validation_keeps_the_artifact_aside(default_keras, fer_npz):
     from edge_emotion.export import ExportValidationError, export_model
 
     with pytest.raises(ExportValidationError, match="rejected"):
-        export_model(source, "onnx", "int8", data=fer_npz, n_calib=70, n_validate=100, threshold=1.01, show_progress=False,
-                     out=source.parent / "strict.onnx")
-    assert (source.parent / "strict.onnx.rejected").exists()
-    assert not (source.parent / "strict.onnx").exists()
+        export_model(default_keras, "onnx", "int8", data=fer_npz, n_calib=70, n_validate=100, threshold=1.01, show_progress=False,
+                     out=default_keras.parent / "strict.onnx")
+    assert (default_keras.parent / "strict.onnx.rejected").exists()
+    assert not (default_keras.parent / "strict.onnx").exists()
 
 
-def test_engine_export_says_why_without_a_gpu(source, capsys):
+def test_engine_export_says_why_without_a_gpu(default_keras, capsys):
     from edge_emotion.cli import main
     from edge_emotion.runtime.backends.tensorrt import gpu_available
 
     ok, why = gpu_available()
     if ok:
         pytest.skip("GPU present")
-    rc = main(["export", str(source), "--format", "engine", "--precision", "fp16"])
+    rc = main(["export", str(default_keras), "--format", "engine", "--precision", "fp16"])
     err = capsys.readouterr().err
     assert rc != 0 and "TensorRT" in err and len(err.strip().splitlines()) == 1
 
