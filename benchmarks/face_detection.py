@@ -48,6 +48,10 @@ CONFIGS: dict[str, tuple[str, dict | None, str]] = {
                "sparse kernels in XNNPACK)"),
     "one_pass": ("current", None, "as default, with the default model's one-pass int8 export (the classifier cost the "
                  "baseline had: the shipped model averages each face with its mirror image, twice the classifier's work)"),
+    "side160": ("current", {"input_side": 160}, "as default, fewer pixels: the frame's long side at 160 network pixels "
+                "instead of 192 (`detector_side=160`; a 640x360 frame at 128x160)"),
+    "side256": ("current", {"input_side": 256}, "as default, more pixels: the long side at 256 (`detector_side=256`; "
+                "a 640x360 frame at 192x256)"),
     "int8": ("current", {"model_path": INT8}, "as default, with BlazeFace full-range converted to full int8 "
              "(`edge-emotion export-detector -f tflite -p int8`), calibrated on every 3rd clip frame and the scene photos"),
 }

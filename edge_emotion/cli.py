@@ -32,6 +32,9 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--high-res", default="auto", choices=["auto", "on", "off"],
                    help="tile large frames to find small faces (default: %(default)s = frames from 1000 px; costs a "
                         "detector call per tile)")
+    p.add_argument("--detector-side", type=int, default=None, metavar="PX",
+                   help="BlazeFace's input for the frame's long side, a multiple of 32 (default: the model's 192); "
+                        "fewer pixels are faster and miss small faces, more find smaller faces (README)")
 
 
 def _detector(args):
@@ -39,7 +42,8 @@ def _detector(args):
 
     providers = args.providers.split(",") if args.providers else None
     return EmotionDetector(model=args.model, backend=args.backend, face_detector=args.face_detector,
-                           threads=args.threads, providers=providers, align=args.align, high_res=args.high_res)
+                           threads=args.threads, providers=providers, align=args.align, high_res=args.high_res,
+                           detector_side=args.detector_side)
 
 
 # ------------------------------------------------------------------ commands

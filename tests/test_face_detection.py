@@ -305,6 +305,43 @@ def test_high_res_reaches_the_detector_from_the_public_api():
         EmotionDetector(high_res="max")
 
 
+def test_detector_side_trades_network_pixels_for_small_faces(scenes):
+    """``detector_side`` maps the frame's long side to that many network pixels. Measured on pascal_voc_faces: 128
+    -> 32/43, 160 -> 39/43, 192 (the default) 41/43, 256 -> 42/43, 320 -> 43/43, never an unmatched detection; a
+    large face is found at the same place at every side (the letterbox maps back to frame pixels)."""
+    from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+
+    small, default, large = (BlazeFaceDetector(input_side=s, high_res="off") for s in (128, None, 256))
+    assert default.input_side == 192 and default.input_shape_for(640, 360) == (160, 192)
+    assert small.input_shape_for(640, 360) == (128, 128) and large.input_shape_for(640, 360) == (192, 256)
+    (fs, ts, xs), (fd, td, xd), (fl, tl, xl) = (recall(d, scenes) for d in (small, default, large))
+    assert ts == td == tl == 43 and xs == xd == xl == 0
+    assert fs < fd <= fl, (fs, fd, fl)
+    img = cv2.imread(str(scenes / "obama-1080p.jpg"))
+    ref = default.detect(img)
+    assert len(ref) == 1
+    for det in (small, large):
+        got = det.detect(img)
+        assert len(got) == 1
+        assert iou_xywh(np.array([[ref[0].x, ref[0].y, ref[0].w, ref[0].h]]),
+                        np.array([[got[0].x, got[0].y, got[0].w, got[0].h]]))[0, 0] > 0.8
+
+
+def test_detector_side_reaches_the_detector_and_bad_sides_are_refused():
+    from edge_emotion import EmotionDetector
+    from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+
+    assert EmotionDetector(detector_side=256).face_detector.input_side == 256
+    assert EmotionDetector().face_detector.input_side == 192
+    for bad in (100, 0, -32, 12.5, True, "256"):
+        with pytest.raises(ValueError, match="multiple of 32"):
+            BlazeFaceDetector(input_side=bad)
+    with pytest.raises(ValueError, match="needs fit='aspect'"):
+        BlazeFaceDetector(input_side=256, fit="square")
+    with pytest.raises(ValueError, match="needs BlazeFace"):
+        EmotionDetector(face_detector="haar", detector_side=256)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["full", "short"])
 def test_tflite_rebuild_computes_what_the_bundled_detector_computes(variant, scene_image):

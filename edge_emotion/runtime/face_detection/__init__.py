@@ -30,12 +30,16 @@ def create_face_detector(name: str | FaceDetector = "auto", threads: int | None 
     if name in BLAZEFACE_VARIANTS:
         return BlazeFaceDetector(BLAZEFACE_VARIANTS[name], threads=threads, providers=providers, **kwargs)
     high_res = kwargs.pop("high_res", "auto")
+    input_side = kwargs.pop("input_side", None)
     if name == "haar":
         if high_res == "on":
             raise ValueError("high_res='on' needs BlazeFace (the tile pyramid); the Haar cascade scans every scale itself")
+        if input_side is not None:
+            raise ValueError("input_side needs BlazeFace (it sets the network's input); the Haar cascade scans every scale itself")
         return HaarFaceDetector(**kwargs)
     try:
-        det = BlazeFaceDetector("full", threads=threads, providers=providers, high_res=high_res, **kwargs)
+        det = BlazeFaceDetector("full", threads=threads, providers=providers, high_res=high_res, input_side=input_side,
+                                **kwargs)
         log.info("face detector: BlazeFace full-range (%s)", det.backend.name)
         return det
     except BackendUnavailableError as exc:

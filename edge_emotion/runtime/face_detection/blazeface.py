@@ -149,6 +149,11 @@ class BlazeFaceDetector(FaceDetector):
     rewritten for that size (:mod:`..backends.litert_resize`, one per shape, built on first use).
     ``auto``: ``aspect`` where the variant and backend allow it (full-range on LiteRT), else ``square``.
 
+    ``input_side`` maps the frame's long side to this many network pixels instead of the model's 192 (a multiple
+    of 32; needs ``fit='aspect'``): fewer pixels run faster and lose small faces (a face must span about
+    :data:`MIN_FACE_INPUT_PX` input pixels), more pixels find smaller faces at a higher cost (measured per side:
+    ``benchmarks/face_detection.py``, README).
+
     ``high_res`` adds a pyramid of overlapping ``tile``-pixel tiles to the whole-frame pass (:mod:`.tiling`),
     for small faces in large frames (crowds, group photos): ``on``, ``off``, or ``auto`` = on for frames whose
     long side is at least :data:`HIGH_RES_MIN_SIDE`. It costs one network call per tile.
@@ -156,7 +161,7 @@ class BlazeFaceDetector(FaceDetector):
 
     def __init__(self, variant: str = "full", model_path: str | Path | None = None, score_threshold: float | None = None,
                  threads: int | None = None, providers: list | None = None, max_faces: int = 64, fit: str = "auto",
-                 high_res: str = "auto", tile: int = 384) -> None:
+                 high_res: str = "auto", tile: int = 384, input_side: int | None = None) -> None:
         from ..backends import load_backend
 
         if variant not in CONFIGS:
@@ -176,6 +181,25 @@ class BlazeFaceDetector(FaceDetector):
         s = self.cfg.input_size
         self._inputs = {(s, s): _Input(self.backend, self.cfg, s, s)}
         self.fit = self._resolve_fit(fit)
+        self.input_side = self._check_side(input_side)
+
+    def _check_side(self, side: int | None) -> int:
+        s, a = self.cfg.input_size, self.cfg.align
+        if side is None:
+            return s
+        is_int = isinstance(side, (int, np.integer)) and not isinstance(side, bool)
+        if is_int and side == s:
+            return s
+        if a is None:
+            raise ValueError(f"{self.cfg.name} has several anchor grids and runs at its {s} px input only; "
+                             f"input_side (detector_side, --detector-side) must be None or {s}, got {side!r}")
+        if not is_int or side < a or side % a:
+            raise ValueError(f"input_side (detector_side, --detector-side) must be a positive multiple of {a} "
+                             f"for {self.cfg.name}, got {side!r}")
+        if self.fit != "aspect":
+            raise ValueError(f"input_side={side} rewrites the network's input, which needs fit='aspect' (full-range "
+                             f"BlazeFace on LiteRT); this detector runs fit={self.fit!r}")
+        return int(side)
 
     def _resolve_fit(self, fit: str) -> str:
         from ..backends.litert_resize import can_resize
@@ -195,9 +219,9 @@ class BlazeFaceDetector(FaceDetector):
 
     def input_shape_for(self, width: int, height: int) -> tuple[int, int]:
         """The network input (height, width) this detector uses for a frame or region of ``width`` x ``height``."""
-        s = self.cfg.input_size
         if self.fit == "square":
-            return s, s
+            return self.cfg.input_size, self.cfg.input_size
+        s = self.input_side
         scale = s / max(width, height)
         a = self.cfg.align
 
@@ -256,7 +280,7 @@ class BlazeFaceDetector(FaceDetector):
 
     def detect(self, frame: np.ndarray) -> list[FaceBox]:
         if self.uses_tiles(frame.shape[1], frame.shape[0]):
-            floor = MIN_FACE_INPUT_PX * max(frame.shape[:2]) / self.cfg.input_size  # the whole-frame pass's smallest face
+            floor = MIN_FACE_INPUT_PX * max(frame.shape[:2]) / self.input_side  # the whole-frame pass's smallest face
             return detect_tiled(self.detect_region, frame, weighted_nms, self.cfg.nms_threshold, self.tile,
                                 whole_frame_floor=floor)[: self.max_faces]
         return self.detect_region(frame)
