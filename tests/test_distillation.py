@@ -198,13 +198,18 @@ def test_ingredients_table_scores_each_step_once_and_shows_the_gains(tiny_run, t
     model = tiny_run / "model.keras"
     out = tmp_path / "ingredients.json"
     assert ingredients.main(["-o", str(out), "--data", str(fer_npz), "--limit", "200",
-                             f"start={model}", f"+ flip={model}:flip"]) == 0
+                             f"start={model}", f"+ flip={model}:flip", "--tried", f"one pass only={model}"]) == 0
     rows = json.loads(out.read_text())
     assert calls == [model]
-    assert [r["step"] for r in rows] == ["start", "+ flip"] and [r["flip_average"] for r in rows] == [False, True]
+    assert [r["step"] for r in rows] == ["start", "+ flip", "one pass only"]
+    assert [r["flip_average"] for r in rows] == [False, True, False] and [r["kept"] for r in rows] == [True, True, False]
     assert all(r["n"] == 200 and 0 < r["val_accuracy"] < 1 for r in rows)
     want = real(model, fer_npz, "val", tta=True, limit=200)
     assert rows[0]["val_accuracy"] == pytest.approx(want.accuracy) and rows[1]["val_accuracy"] == pytest.approx(want.tta_accuracy)
     lines = _ingredient_lines(out)
     assert "200 images" in lines[1]
-    assert lines[-1].startswith("| + flip |") and f"{rows[1]['val_accuracy'] - rows[0]['val_accuracy']:+.2%}" in lines[-1]
+    flip_line = next(i for i, ln in enumerate(lines) if ln.startswith("| + flip |"))
+    assert f"{rows[1]['val_accuracy'] - rows[0]['val_accuracy']:+.2%}" in lines[flip_line]
+    # the ingredient not kept comes after the recipe, its gain measured against the shipped (last kept) step
+    assert "not kept" in lines[flip_line + 2] and lines[-1].startswith("| one pass only |")
+    assert lines[-1].endswith(f"| {rows[2]['val_accuracy'] - rows[1]['val_accuracy']:+.2%} |")

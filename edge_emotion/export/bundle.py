@@ -284,10 +284,16 @@ def _ingredient_lines(path: Path) -> list[str]:
     out = ["", f"What each ingredient gained, on PublicTest ({size}the selection split):", "",
            "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
     prev = None
-    for r in rows:
+    kept = [r for r in rows if r.get("kept", True)]
+    for r in kept:
         gain = "" if prev is None else f"{r['val_accuracy'] - prev:+.2%}"
         out.append(f"| {r['step']} | {r['val_accuracy']:.2%} | {gain} |")
         prev = r["val_accuracy"]
+    tried = [r for r in rows if not r.get("kept", True)]
+    if tried and prev is not None:
+        out += ["", "Tried and not kept (gain against the shipped model above):", "",
+                "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
+        out += [f"| {r['step']} | {r['val_accuracy']:.2%} | {r['val_accuracy'] - prev:+.2%} |" for r in tried]
     return out
 
 

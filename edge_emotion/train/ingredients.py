@@ -8,7 +8,9 @@
 Each STEP is ``NAME=MODEL`` (one pass) or ``NAME=MODEL:flip`` (the model averaged with its mirror image,
 what ``export --flip-average`` puts in the graph). Every model is scored on the same split; the rows, in
 order, go to ``ingredients.json``, which the bundler copies into the report and the model card shows
-as a table with each step's gain over the one before.
+as a table with each step's gain over the one before. ``--tried STEP`` adds an ingredient that was
+measured and not kept (``"kept": false``): the card lists it after the recipe, with its gain against
+the last step of the recipe (the shipped model).
 """
 
 from __future__ import annotations
@@ -36,21 +38,22 @@ def parse_step(text: str) -> tuple[str, Path, bool]:
 
 
 def measure_steps(steps: list[tuple[str, Path, bool]], data: str | Path = DEFAULT_DATA, split: str = "val",
-                  limit: int | None = None) -> list[dict]:
+                  limit: int | None = None, tried: list[tuple[str, Path, bool]] = ()) -> list[dict]:
     """Accuracy of each step's model on ``split`` (one pass, or flip-averaged), each model evaluated once
-    (``limit``: only the split's first images, for a quick look; the card's table uses the whole split)."""
+    (``limit``: only the split's first images, for a quick look; the card's table uses the whole split).
+    ``tried``: ingredients measured and not kept, rows with ``"kept": false`` after the recipe's."""
     from ..evaluate import evaluate_file
 
     scored: dict[Path, tuple[float, float, int]] = {}
     rows = []
-    for name, path, flip in steps:
+    for (name, path, flip), kept in [(st, True) for st in steps] + [(st, False) for st in tried]:
         if path not in scored:
             r = evaluate_file(path, data, split, tta=True, limit=limit)
             scored[path] = (r.accuracy, float(r.tta_accuracy), r.n)
         acc, n = scored[path][1 if flip else 0], scored[path][2]
         rows.append({"step": name, "model": str(path), "flip_average": flip, "split": split, "n": n,
-                     "val_accuracy": round(acc, 6)})
-        log.info("%s: %.2f%% on %s", name, 100 * acc, split)
+                     "val_accuracy": round(acc, 6), "kept": kept})
+        log.info("%s%s: %.2f%% on %s", name, "" if kept else " (tried, not kept)", 100 * acc, split)
     return rows
 
 
@@ -59,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edge_emotion.train.ingredients", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("steps", nargs="+", metavar="STEP", help="NAME=MODEL or NAME=MODEL:flip, in recipe order")
+    p.add_argument("--tried", action="append", default=[], metavar="STEP",
+                   help="an ingredient measured and not kept, NAME=MODEL[:flip] (repeatable): listed after the recipe "
+                        "with its gain against the shipped model")
     p.add_argument("--data", default=DEFAULT_DATA, help="dataset (default: %(default)s)")
     p.add_argument("--split", default="val", help="split to score on (default: %(default)s = PublicTest, the selection split)")
     p.add_argument("--out", "-o", type=Path, required=True, help="ingredients.json to write (in the run folder)")
@@ -66,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         steps = [parse_step(s) for s in a.steps]
+        tried = [parse_step(s) for s in a.tried]
     except ValueError as e:
         p.error(str(e))
-    rows = measure_steps(steps, a.data, a.split, a.limit)
+    rows = measure_steps(steps, a.data, a.split, a.limit, tried)
     a.out.write_text(json.dumps(rows, indent=1) + "\n")
     for r in rows:
-        print(f"{r['val_accuracy']:.2%}  {r['step']}")
+        print(f"{r['val_accuracy']:.2%}  {r['step']}{'' if r['kept'] else '  (tried, not kept)'}")
     return 0
 
 
