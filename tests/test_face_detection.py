@@ -338,6 +338,9 @@ def test_detector_side_reaches_the_detector_and_bad_sides_are_refused():
             BlazeFaceDetector(input_side=bad)
     with pytest.raises(ValueError, match="needs fit='aspect'"):
         BlazeFaceDetector(input_side=256, fit="square")
+    assert BlazeFaceDetector("short", input_side=128).input_side == 128  # its own size is accepted
+    with pytest.raises(ValueError, match="several anchor grids"):
+        BlazeFaceDetector("short", input_side=256)
     with pytest.raises(ValueError, match="needs BlazeFace"):
         EmotionDetector(face_detector="haar", detector_side=256)
 
