@@ -77,9 +77,15 @@ def test_shipped_keras_file_has_no_optimizer_state(tiny_run):
 
     import h5py
 
+    from edge_emotion.metadata import read_metadata
+
     for name, has_optimizer in (("model.keras", False), ("best.keras", True)):
         with zipfile.ZipFile(tiny_run / name) as z, h5py.File(io.BytesIO(z.read("model.weights.h5"))) as h:
             assert ("optimizer" in h) is has_optimizer, name
+    # both carry their metadata, so the best epoch can be scored on its own (ingredients' first row)
+    shipped, best = read_metadata(tiny_run / "model.keras"), read_metadata(tiny_run / "best.keras")
+    assert best.labels == shipped.labels and best.input_size == shipped.input_size
+    assert "checkpoint" in best.extra and "checkpoint" not in shipped.extra
 
 
 def test_a_resumed_run_keeps_its_history_columns(tmp_path):

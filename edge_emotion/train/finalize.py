@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -136,6 +137,11 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
                                 **({"final_weights": final_weights} if final_weights else {})})
     sidecar_path(final_path).write_text(meta.to_json())
     (out / "metadata.json").write_text(meta.to_json())
+    # the best epoch's checkpoint gets the same labels and preprocessing, so it can be scored on its own
+    # (e.g. as the first row of an ingredients table); it is a training checkpoint, not what ships
+    best_meta = dataclasses.replace(meta, extra={**meta.extra, "checkpoint": "best single epoch, with optimizer "
+                                                 "state; model.keras holds the shipped weights"})
+    sidecar_path(best_path).write_text(best_meta.to_json())
     log.info("saved %s (%d params), best %s %s", final_path, final.count_params(), monitor, meta.extra["best_" + monitor])
     if report:
         from .report import write_report
