@@ -249,10 +249,13 @@ def run(args) -> dict:
             for w in workers:
                 w.close()
     ref_name = args.configs[0]
+    # the VM's speed drifts between rounds by more than some rows differ (+-20 %): each round's FPS is divided
+    # by the reference's in the same round, and the speedup is the median of those paired ratios
+    fps_rounds = {name: [r["frames"] / r["detect_s"] for r in rs] for name, rs in rounds.items()}
     rows = []
     for name in args.configs:
         rs = rounds[name]
-        fps = float(np.median([r["frames"] / r["detect_s"] for r in rs]))
+        fps = float(np.median(fps_rounds[name]))
         rows.append({
             "config": name, "what": CONFIGS[name][2],
             "fps": fps, "ms_per_frame": 1000 / fps,
@@ -260,14 +263,9 @@ def run(args) -> dict:
             "clip_faces": rs[0]["faces"], "frames": rs[0]["frames"],
             **{f"recall_{k}": v for k, v in quality[name]["recall"].items()},
             "vs_" + ref_name: _agreement(quality[ref_name]["clip_boxes"], quality[name]["clip_boxes"]),
+            "fps_rounds": [round(f, 1) for f in fps_rounds[name]],
+            "speedup": float(np.median([f / b for f, b in zip(fps_rounds[name], fps_rounds[ref_name])])),
         })
-    # the VM's speed drifts between rounds by more than some rows differ (+-20 %): each round's FPS is divided
-    # by the reference's in the same round, and the speedup is the median of those paired ratios
-    ref_fps = [r["frames"] / r["detect_s"] for r in rounds[ref_name]]
-    for row in rows:
-        fps_rounds = [r["frames"] / r["detect_s"] for r in rounds[row["config"]]]
-        row["fps_rounds"] = [round(f, 1) for f in fps_rounds]
-        row["speedup"] = float(np.median([f / b for f, b in zip(fps_rounds, ref_fps)]))
     return {"baseline": args.baseline, "rounds": args.rounds, "threads": args.threads, "clip": CLIP.name, "rows": rows,
             **({"int8_validation": int8[1]} if int8 else {})}
 
