@@ -21,6 +21,7 @@ from benchmarks.conftest import SHARED
 
 def main(argv=None) -> int:
     from edge_emotion import EmotionDetector
+    from edge_emotion.runtime.zoo import measured_file
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=None)
@@ -41,7 +42,8 @@ def main(argv=None) -> int:
             faces = det.detect(frame)
             res[key].append(None if not faces else det.labels.index(faces[0].emotion) == label)
     both = [i for i in range(len(y)) if res["plain"][i] is not None and res["aligned"][i] is not None]
-    out = {"n_images": int(len(y)), "faces_found": len(both),
+    out = {"classifier": measured_file(plain.classifier.path), "face_detector": a.detector,
+           "n_images": int(len(y)), "faces_found": len(both),
            "accuracy_plain": float(np.mean([res["plain"][i] for i in both])),
            "accuracy_aligned": float(np.mean([res["aligned"][i] for i in both]))}
     print(json.dumps(out, indent=1))

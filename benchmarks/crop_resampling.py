@@ -37,7 +37,7 @@ def accuracy(clf, crops: list[np.ndarray], y: np.ndarray) -> float:
 def run(sizes: list[int], limit: int | None = None, threads: int = 2) -> dict:
     from edge_emotion.runtime.classifier import EmotionClassifier
     from edge_emotion.runtime.crop import crop_face
-    from edge_emotion.runtime.zoo import resolve_model
+    from edge_emotion.runtime.zoo import measured_file, resolve_model
 
     with np.load(SHARED / "fer2013.npz") as d:
         x, y = d["x_test"], d["y_test"].astype(np.int64)
@@ -47,7 +47,7 @@ def run(sizes: list[int], limit: int | None = None, threads: int = 2) -> dict:
     clf = EmotionClassifier(resolve_model(None), threads=threads)
     size = tuple(clf.meta.input_size)
     native = [cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) for f in x]
-    out = {"model": clf.path.name, "n": int(len(y)), "input_size": list(size), "native_accuracy": accuracy(clf, native, y),
+    out = {"model": clf.path.name, "classifier": measured_file(clf.path), "n": int(len(y)), "input_size": list(size), "native_accuracy": accuracy(clf, native, y),
            "sizes": {}}
     for s in sizes:
         big = [cv2.resize(f, (s, s), interpolation=cv2.INTER_CUBIC) for f in native]

@@ -417,7 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         worker(json.loads(args.worker))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from edge_emotion.runtime.zoo import measured_file, resolve_model
+
     res = {"rows": []} if args.no_speed else run(args)
+    # the classifier this code's rows, crowds and streams ran (the baseline runs its own; one_pass a one-pass export)
+    res["classifier"] = measured_file(resolve_model(None))
     if not args.no_crowds:
         res["crowds"] = crowds(args.threads)
     if not args.no_streams:

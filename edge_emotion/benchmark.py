@@ -90,12 +90,13 @@ def measure_row(path: Path, args) -> dict:
     from .evaluate import add_leakage_free, metrics_from_probs
     from .predict import classifier_predictor, predict_images
     from .formats import format_for_path
-    from .metadata import read_metadata
+    from .metadata import read_metadata, sha256_file
     from .runtime.classifier import EmotionClassifier
 
     fmt = format_for_path(path)
     meta = read_metadata(path)
-    row = {"model": f"{meta.model_name}/{meta.label_set}", "file": str(path), "format": fmt.name, "precision": meta.precision, "backend": fmt.backend,
+    row = {"model": f"{meta.model_name}/{meta.label_set}", "file": str(path), "sha256": sha256_file(path),
+           "format": fmt.name, "precision": meta.precision, "backend": fmt.backend,
            "size_mb": round(path.stat().st_size / 1e6, 3), "threads": args.threads}
     clf = EmotionClassifier(path, threads=args.threads)
     row["runtime"] = clf.backend.version()
@@ -377,8 +378,10 @@ def soak(n: int, video: str, threads: int, sources: int = 4) -> dict:
             frames.append(f)
         cap.release()
     frames = frames or [cv2.imread(str(SAMPLE_IMAGE))]
+    from .runtime.zoo import measured_file
+
     det = EmotionDetector(threads=threads)
-    out: dict = {"frames": n}
+    out: dict = {"frames": n, "classifier": measured_file(det.classifier.path)}
     for i in range(200):
         det.detect(frames[i % len(frames)])
     gc.collect()

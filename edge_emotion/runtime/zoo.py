@@ -59,6 +59,15 @@ def model_file(name: str, filename: str) -> Path:
                      f"it lives in {REPO_HINT} under zoo/{name}/ (run from a checkout, or pass model=PATH)")
 
 
+def measured_file(path: str | Path) -> dict:
+    """Which model file a measurement ran: ``{"file": "<folder>/<name>", "sha256": ...}``.
+
+    Benchmarks store it beside their figures, so a figure can be traced to the artifact it describes
+    and a test can tell when a published figure belongs to a model that no longer ships."""
+    path = Path(path)
+    return {"file": f"{path.parent.name}/{path.name}", "sha256": sha256_file(path)}
+
+
 def _verify(path: Path, expected: str) -> None:
     got = sha256_file(path)
     if got != expected:

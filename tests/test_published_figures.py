@@ -1,0 +1,145 @@
+"""Published figures describe the models that ship.
+
+Every figure in ``benchmarks/results/`` and in the README was measured on some model file. When a bundled
+model changes, its figures must be measured again: a number from an earlier model is a defect. Each
+benchmark records the SHA-256 of the classifier it ran (``edge_emotion.runtime.zoo.measured_file``); these
+tests compare those with ``models/index.json``, and the README's tables and quoted figures with the results
+they were copied from. A failure names the command that re-measures the figure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = (ROOT / "README.md").read_text()
+INDEX = json.loads((ROOT / "edge_emotion" / "models" / "index.json").read_text())
+PACKAGE_MODELS = ROOT / "edge_emotion" / "models"
+
+
+def _result(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _artifact(model: str, key: str) -> dict:
+    entry = INDEX["models"][model]
+    return entry["keras"] if key == "keras" else entry["artifacts"][key]
+
+
+def _default_int8_sha() -> str:
+    return _artifact(INDEX["default"], "tflite_int8")["sha256"]
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under a Markdown heading, up to the next heading of the same or a higher level."""
+    level = heading.split(" ")[0]
+    start = text.index(heading + "\n")
+    rest = text[start + len(heading) + 1:]
+    nxt = re.search(rf"^#{{1,{len(level)}}} ", rest, re.M)
+    return rest[: nxt.start()] if nxt else rest
+
+
+def _table(text: str, first_cell: str) -> list[list[str]]:
+    """The body rows (cells stripped) of the first Markdown table whose header starts with ``| first_cell |``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_cell} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _key(row: dict) -> str:
+    return "keras" if row["format"] == "keras" else f"{row['format']}_{row['precision']}"
+
+
+def test_benchmark_table_measured_the_files_that_ship():
+    rows = [r for r in _result("benchmark.json")["rows"] if r.get("status") == "ok"]
+    assert rows, "benchmark.json has no measured row"
+    measured = set()
+    for r in rows:
+        model = Path(r["file"]).parent.name
+        art = _artifact(model, _key(r))
+        assert r.get("sha256") == art["sha256"], (
+            f"benchmark.json's {model} {_key(r)} row was measured on another file than the one bundled now: "
+            "re-run `make benchmark`")
+        measured.add((model, art["file"] if "file" in art else "model.keras"))
+    shipped = {(p.parent.name, p.name) for p in PACKAGE_MODELS.glob("*/*") if p.suffix in (".tflite", ".onnx")}
+    assert shipped, "no packaged model files found"
+    assert shipped <= measured, f"packaged artifacts with no benchmark row: {sorted(shipped - measured)}"
+
+
+@pytest.mark.parametrize("where", [("benchmark.json", "long_run"), ("face_detection.json", None),
+                                   ("alignment.json", None), ("crop_resampling.json", None)])
+def test_results_that_run_the_default_ran_the_shipped_default(where):
+    name, part = where
+    res = _result(name)
+    rec = (res[part] if part else res).get("classifier")
+    assert rec, f"{name} does not record which classifier it ran: re-run it with the current benchmark code"
+    command = "make benchmark" if name == "benchmark.json" else f"python -m benchmarks.{name.removesuffix('.json')}"
+    assert rec["sha256"] == _default_int8_sha(), (
+        f"{name} was measured with {rec['file']} {rec['sha256'][:12]}..., not the bundled default: re-run `{command}` "
+        "and update the README's figures from it")
+
+
+def test_readme_benchmark_table_is_the_committed_result():
+    md = (RESULTS / "benchmark.md").read_text()
+    readme = _table(_section(README, "## Benchmarks"), "model")
+    assert readme == _table(md, "model"), (
+        "the README's benchmark table differs from benchmarks/results/benchmark.md: copy the table from it")
+
+
+def _pct(cell: str) -> float | None:
+    m = re.search(r"(\d+\.\d+) %", cell)
+    return float(m.group(1)) if m else None
+
+
+def test_readme_bundled_models_table_matches_the_index():
+    rows = _table(_section(README, "### Bundled models"), "model")
+    header_line = next(line for line in _section(README, "### Bundled models").splitlines() if line.startswith("| model |"))
+    header = [c.strip() for c in header_line.strip().strip("|").split("|")]
+    columns = {"int8 TFLite (CPU default)": "tflite_int8", "int8 ONNX": "onnx_int8", "fp16 ONNX": "onnx_fp16"}
+    seen = set()
+    for row in rows:
+        model = re.search(r"`([^`]+)`", row[0]).group(1)
+        entry = INDEX["models"][model]
+        seen.add(model)
+        keras_col = "Keras fp32, flip-averaged" if entry.get("flip_average") else "Keras fp32, one pass"
+        for col, key in {**columns, keras_col: "keras"}.items():
+            got = _pct(row[header.index(col)])
+            if key != "keras" and key not in entry["artifacts"]:
+                assert got is None, f"README gives {model} a {col} figure, but no such artifact is bundled"
+                continue
+            want = round(100 * _artifact(model, key)["test_accuracy"], 2)
+            assert got == want, f"README: {model} {col} is {got} %, models/index.json says {want} %"
+    assert seen == set(INDEX["models"]), f"models missing from the README's table: {set(INDEX['models']) - seen}"
+
+
+def test_readme_face_detection_speed_table_is_the_committed_result():
+    res = _result("face_detection.json")
+    # the README orders and names the configurations its own way: compare the figures each row carries
+    readme = sorted((float(r[1]), float(r[2].strip("*")), int(r[5]), r[6]) for r in _table(README, "config"))
+    results = sorted((round(r["fps"], 1), round(r["speedup"], 2), r["clip_faces"], f"{r['recall_found']}/{r['recall_total']}")
+                     for r in res["rows"])
+    assert readme == results, ("the README's face-detection speed table (FPS, x before, clip faces, pascal_voc_faces) "
+                               "differs from benchmarks/results/face_detection.json: copy the figures from it")
+
+
+def test_readme_quotes_the_current_alignment_crop_and_long_run_figures():
+    al = _result("alignment.json")
+    assert (f"scores {100 * al['accuracy_plain']:.2f} % without alignment and "
+            f"{100 * al['accuracy_aligned']:.2f} % with it") in README, "re-quote alignment.json in the README"
+    cr = _result("crop_resampling.json")
+    for method in ("bilinear", "area"):
+        acc = [100 * s[method]["accuracy"] for s in cr["sizes"].values()]
+        assert f"{min(acc):.2f}–{max(acc):.2f} %" in README, f"re-quote crop_resampling.json's {method} range in the README"
+    lr = _result("benchmark.json")["long_run"]
+    assert f"{lr['multi_fps']:.0f} frames/s over all sources ({lr['multi_seconds']:.0f} s)" in README, (
+        "re-quote benchmark.json's long_run in the README's Streams table")
