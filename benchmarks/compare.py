@@ -5,6 +5,8 @@
 Exit 0: no median regressed by more than the threshold. Exit 1: regressions (listed).
 Exit 2: the baseline comes from another machine class (CPU brand, family/model, core count and
 SIMD features such as AVX-512 VNNI must match: latency baselines only compare on the same class).
+Exit 3: some benchmarks ran another model file than the baseline's (their recorded SHA-256 differ):
+a new model's latency is not a code regression; record a new baseline with it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import json
 import sys
 
 
-def load(path: str) -> tuple[dict, dict[str, float]]:
+def load(path: str) -> tuple[dict, dict[str, float], dict[str, str]]:
+    """Machine info, each benchmark's median, and the SHA-256 of the model file each one ran (where recorded)."""
     d = json.load(open(path))
-    return d.get("machine_info", {}), {b["fullname"]: b["stats"]["median"] for b in d["benchmarks"]}
+    benches = d["benchmarks"]
+    return (d.get("machine_info", {}), {b["fullname"]: b["stats"]["median"] for b in benches},
+            {b["fullname"]: b["extra_info"]["sha256"] for b in benches if "sha256" in b.get("extra_info", {})})
 
 
 # Instruction-set features that change how fast the int8/fp32 kernels run: two VMs that report the
@@ -40,16 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-regression", type=float, default=0.25, help="allowed median slow-down, as a fraction (default: %(default)s)")
     p.add_argument("--any-machine", action="store_true", help="compare even when the CPUs differ")
     a = p.parse_args(argv)
-    mb, base = load(a.baseline)
-    mc, cur = load(a.current)
+    mb, base, model_b = load(a.baseline)
+    mc, cur, model_c = load(a.current)
     cls_b, cls_c = machine_class(mb), machine_class(mc)
     if cls_b != cls_c and not a.any_machine:
         print(f"baseline is from another machine class ({cls_b} vs {cls_c}); record a baseline here first", file=sys.stderr)
         return 2
-    bad = []
+    bad, changed = [], []
     for name, med in sorted(cur.items()):
         if name not in base:
             print(f"new      {name}: {med * 1e3:.3f} ms")
+            continue
+        if name in model_b and name in model_c and model_b[name] != model_c[name]:
+            print(f"MODEL    {name}: {base[name] * 1e3:.3f} -> {med * 1e3:.3f} ms, another model file "
+                  f"({model_b[name][:12]}... -> {model_c[name][:12]}...)")
+            changed.append(name)
             continue
         ratio = med / base[name]
         flag = "REGRESSED" if ratio > 1 + a.max_regression else "ok"
@@ -59,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"{len(bad)} benchmark(s) regressed by more than {a.max_regression:.0%}", file=sys.stderr)
         return 1
+    if changed:
+        print(f"{len(changed)} benchmark(s) ran another model file than the baseline's: record a new baseline "
+              "with this model (pytest benchmarks/ --benchmark-json benchmarks/baseline/baseline.json)", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -7,9 +7,11 @@ import json
 from benchmarks.compare import machine_class, main
 
 
-def _run(path, cpu: dict, medians: dict[str, float]) -> str:
-    path.write_text(json.dumps({"machine_info": {"cpu": cpu},
-                                "benchmarks": [{"fullname": k, "stats": {"median": v}} for k, v in medians.items()]}))
+def _run(path, cpu: dict, medians: dict[str, float], models: dict[str, str] | None = None) -> str:
+    models = models or {}
+    path.write_text(json.dumps({"machine_info": {"cpu": cpu}, "benchmarks": [
+        {"fullname": k, "stats": {"median": v}, "extra_info": {"sha256": models[k]} if k in models else {}}
+        for k, v in medians.items()]}))
     return str(path)
 
 
@@ -30,3 +32,16 @@ def test_regression_threshold_on_the_same_machine(tmp_path):
     base = _run(tmp_path / "b.json", AVX2, {"classify": 1.0e-3, "detect": 2.0e-3})
     assert main([base, _run(tmp_path / "ok.json", AVX2, {"classify": 1.2e-3, "detect": 1.9e-3})]) == 0
     assert main([base, _run(tmp_path / "slow.json", AVX2, {"classify": 1.3e-3, "detect": 2.0e-3})]) == 1
+
+
+def test_another_model_file_is_not_reported_as_a_code_regression(tmp_path, capsys):
+    base = _run(tmp_path / "b.json", AVX2, {"classify": 1.0e-3, "detect": 2.0e-3}, {"classify": "aa" * 32})
+    # the same model: a 40 % slow-down is a regression
+    assert main([base, _run(tmp_path / "slow.json", AVX2, {"classify": 1.4e-3, "detect": 2.0e-3}, {"classify": "aa" * 32})]) == 1
+    # another model file, 40 % slower: reported as a model change, with what to do
+    other = _run(tmp_path / "new.json", AVX2, {"classify": 1.4e-3, "detect": 2.0e-3}, {"classify": "bb" * 32})
+    assert main([base, other]) == 3
+    out = capsys.readouterr()
+    assert "MODEL    classify" in out.out and "record a new baseline" in out.err
+    # a real regression elsewhere still fails as a regression
+    assert main([base, _run(tmp_path / "both.json", AVX2, {"classify": 1.4e-3, "detect": 3.0e-3}, {"classify": "bb" * 32})]) == 1

@@ -89,6 +89,18 @@ def test_results_that_run_the_default_ran_the_shipped_default(where):
         "and update the README's figures from it")
 
 
+def test_latency_baseline_was_recorded_on_the_shipped_files():
+    benches = json.loads((ROOT / "benchmarks" / "baseline" / "baseline.json").read_text())["benchmarks"]
+    default = INDEX["default"]
+    recorded = {b["name"]: b["extra_info"] for b in benches if "sha256" in b.get("extra_info", {})}
+    assert "test_detect_sample_image" in recorded, "baseline.json does not record which model detect() ran"
+    for name, info in recorded.items():
+        want = _artifact(default, info.get("artifact", "tflite_int8"))["sha256"]
+        assert info["sha256"] == want, (
+            f"benchmarks/baseline/baseline.json's {name} ran {info['file']} {info['sha256'][:12]}..., not the shipped "
+            "file: record a new baseline (pytest benchmarks/ --benchmark-json benchmarks/baseline/baseline.json)")
+
+
 def test_readme_benchmark_table_is_the_committed_result():
     md = (RESULTS / "benchmark.md").read_text()
     readme = _table(_section(README, "## Benchmarks"), "model")
