@@ -132,6 +132,9 @@ def test_readme_bundled_models_table_matches_the_index():
             want = round(100 * _artifact(model, key)["test_accuracy"], 2)
             assert got == want, f"README: {model} {col} is {got} %, models/index.json says {want} %"
     assert seen == set(INDEX["models"]), f"models missing from the README's table: {set(INDEX['models']) - seen}"
+    default_int8 = _artifact(INDEX["default"], "tflite_int8")
+    assert f"{100 * default_int8['agreement_with_keras']:.2f} %" in _section(README, "### Bundled models"), (
+        "re-quote the default int8 TFLite's agreement with Keras (models/index.json) in the README's Bundled models")
 
 
 def test_readme_face_detection_speed_table_is_the_committed_result():
