@@ -46,7 +46,9 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_carries_only_what_a_device_runs(wheel):
-    assert wheel.stat().st_size <= MAX_WHEEL_BYTES, f"wheel is {wheel.stat().st_size / 2**20:.1f} MB (limit 10 MB)"
+    assert wheel.stat().st_size <= MAX_WHEEL_BYTES, f"wheel is {wheel.stat().st_size / 2**20:.1f} MiB (limit 10 MiB)"
+    stated = f"The wheel is {wheel.stat().st_size / 1e6:.1f} MB"
+    assert stated in (ROOT / "README.md").read_text(), f"the README's Install section should say: {stated}"
     names = zipfile.ZipFile(wheel).namelist()
     licences = {Path(n).name for n in names if ".dist-info/licenses/" in n}
     assert {"LICENSE", "NOTICE"} <= licences
