@@ -37,12 +37,17 @@ def test_bundle_without_keras(tiny_run, models_dir, monkeypatch):
     # export of it fails the agreement gate on some runs (the gate is right to; it is not what this test is about).
     # The format table is told that fp32 TFLite is a device artifact, so it takes the package's path.
     monkeypatch.setattr(bundle_mod, "ships_in_package", lambda fmt, precision: (fmt, precision) == ("tflite", "fp32"))
-    # a stale copy from an earlier bundling of the same name must not survive
-    (zoo_dir / "tiny").mkdir(parents=True)
-    (zoo_dir / "tiny" / "model.keras").write_bytes(b"old")
+    # nothing of an earlier bundling of the same name may survive: its Keras copy, its report (and the report of
+    # the run it started from), an export this bundling does not make, a rejected export's report
+    old = {zoo_dir / "tiny" / "model.keras", zoo_dir / "tiny" / "model_fp16.onnx", zoo_dir / "tiny" / "report" / "start" / "report.md",
+           zoo_dir / "tiny" / "report" / "rejected_model_int8.tflite.validation.json", models_dir / "tiny" / "model_int8.onnx"}
+    for f in old:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"old")
     bundle(tiny_run, "tiny", False, ["tflite:fp32"], None, 64, ship_keras=False, models_dir=models_dir, zoo_dir=zoo_dir)
     dest, repo = models_dir / "tiny", zoo_dir / "tiny"
-    assert not (repo / "model.keras").exists() and not (repo / "model.keras.json").exists()
+    assert not [f for f in old if f.exists()] and not (repo / "model.keras.json").exists()
+    assert not (repo / "report" / "start").exists()  # the tiny run started from scratch
     entry = json.loads((models_dir / "index.json").read_text())["models"]["tiny"]
     src = tiny_run / "model.keras"
     assert entry["keras"]["sha256"] == sha256_file(src) and entry["keras"]["size_bytes"] == src.stat().st_size
@@ -147,3 +152,32 @@ def test_bundle_refuses_a_continued_run_that_lost_to_its_start(tmp_path, models_
         with pytest.raises(FileNotFoundError):
             bundle(tmp_path, "tiny", False, ["tflite:int8"], None, 64, models_dir=models_dir,
                    zoo_dir=models_dir.parent / "zoo")
+
+
+def test_a_continued_run_keeps_its_starting_runs_report(tmp_path):
+    from edge_emotion.export.bundle import START_REPORT_FILES, _copy_start_report
+
+    first, run = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    run.mkdir()
+    for f in START_REPORT_FILES:
+        (first / f).write_text(f"first run's {f}")
+    (first / "examples_test.png").write_text("not kept")
+    (run / "config.json").write_text(json.dumps({"init_from": str(first / "model.keras")}))
+    _copy_start_report(run, tmp_path / "report" / "start")
+    assert sorted(p.name for p in (tmp_path / "report" / "start").iterdir()) == sorted(START_REPORT_FILES)
+    assert (tmp_path / "report" / "start" / "history.csv").read_text() == "first run's history.csv"
+    # the starting run's folder is gone: nothing is invented
+    (run / "config.json").write_text(json.dumps({"init_from": str(tmp_path / "gone" / "model.keras")}))
+    _copy_start_report(run, tmp_path / "report2" / "start")
+    assert not (tmp_path / "report2").exists()
+
+
+def test_bundling_refuses_a_run_inside_the_folders_it_replaces(tmp_path, models_dir):
+    from edge_emotion.export.bundle import _clear_previous_bundle
+
+    inside = tmp_path / "zoo" / "tiny" / "run"
+    inside.mkdir(parents=True)
+    with pytest.raises(ValueError, match="inside.*bundle from the training run's folder"):
+        _clear_previous_bundle(inside, [tmp_path / "zoo" / "tiny"])
+    assert inside.is_dir()

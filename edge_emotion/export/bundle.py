@@ -2,7 +2,9 @@
 
     python -m edge_emotion.export.bundle runs/edge_cnn_fer7 --name edge_cnn_fer7 --default
 
-Copies the Keras model and its report to ``zoo/<name>/``, exports and validates every
+Replaces everything an earlier bundling of ``<name>`` left (its two folders are rebuilt from the run),
+copies the Keras model and its report to ``zoo/<name>/`` (with the starting run's report in
+``report/start/`` for a continued run), exports and validates every
 artifact listed in ``--artifacts`` on the full test split, moves the ones a device runs (the
 format table's ``package_precisions``) into ``edge_emotion/models/<name>/`` (the wheel), and
 records each file's SHA-256, test accuracy (its exact floor for the regression gate) and
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 REPORT_FILES = ["report.md", "report.json", "curves.png", "confusion_test.png", "confusion_val.png", "examples_test.png",
                 "class_distribution.png", "samples.png", "history.csv", "config.json", "metadata.json", "soft_targets.json",
                 "ingredients.json"]
+START_REPORT_FILES = ["report.md", "report.json", "curves.png", "history.csv", "config.json"]
+"""What ``report/start/`` keeps of the run a continued or fine-tuned run started from."""
 DEFAULT_ARTIFACTS = ["tflite:int8", "tflite:fp32", "onnx:fp32", "onnx:fp16", "onnx:int8"]
 LICENCE = ("Trained on FER-2013 (ICML 2013 challenge data, collected from the web by Pierre-Luc Carrier and Aaron Courville). "
            "FER-2013 is distributed for research only; these weights inherit that restriction: research and evaluation "
@@ -61,17 +65,17 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
         raise ValueError("nothing to bundle: give at least one FORMAT:PRECISION artifact")
     _refuse_a_regression(run)
     dest = zoo_dir / name
+    _clear_previous_bundle(run, [models_dir / name, dest])
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("model.keras", "model.keras.json"):
-        if ship_keras:
+    if ship_keras:
+        for f in ("model.keras", "model.keras.json"):
             shutil.copy2(run / f, dest / f)
-        else:  # a copy left by an earlier bundling of this name would contradict the index
-            (dest / f).unlink(missing_ok=True)
     source = dest / "model.keras" if ship_keras else run / "model.keras"
     (dest / "report").mkdir(exist_ok=True)
     for f in REPORT_FILES:
         if (run / f).exists():
             shutil.copy2(run / f, dest / "report" / f)
+    _copy_start_report(run, dest / "report" / "start")
     keras_entry: dict = {"sha256": sha256_file(source), "size_bytes": source.stat().st_size}
     if ship_keras:
         keras_entry["file"] = "model.keras"
@@ -110,6 +114,34 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     _write_card(name, entry, models_dir, zoo_dir)
     return entry
+
+
+def _clear_previous_bundle(run: Path, folders: list[Path]) -> None:
+    """A new bundling of a name replaces all of its files: nothing of the model it replaces may stay behind (the
+    earlier run's report, ``report/start/`` or rejected-export reports, an export this bundling does not make)."""
+    for d in folders:
+        if not d.is_dir():
+            continue
+        if run.resolve() == d.resolve() or d.resolve() in run.resolve().parents:
+            raise ValueError(f"{run} is inside {d}, which bundling replaces: bundle from the training run's folder")
+        log.info("replacing the earlier bundling in %s", d)
+        shutil.rmtree(d)
+
+
+def _copy_start_report(run: Path, start: Path) -> None:
+    """For a run that continued or fine-tuned another model (``init_from``), keep that run's report and curves in
+    ``report/start/`` when its folder is at hand, so the card's history reaches back to the first epoch."""
+    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    if not cfg.get("init_from"):
+        return
+    origin = Path(cfg["init_from"]).parent
+    files = [f for f in START_REPORT_FILES if (origin / f).is_file()]
+    if not files:
+        log.warning("the starting model's run folder %s is not here: its report is not kept in report/start/", origin)
+        return
+    start.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(origin / f, start / f)
 
 
 def _write_card(name: str, entry: dict, models_dir: Path, zoo_dir: Path) -> None:
