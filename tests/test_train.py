@@ -545,3 +545,26 @@ def test_a_model_built_with_options_continues_under_bf16_with_its_output_layer_i
     for a, b in zip(m.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)), np.asarray(m(x, training=False)), atol=0.05)
+
+
+def test_a_bf16_run_ships_the_candidate_figure_it_reports(tmp_path, fer_npz):
+    """A run trained in mixed bfloat16 scores its final-weight candidates as they ship (float32), so the
+    chosen candidate's val accuracy in the metadata and the card is what the saved model scores."""
+    import keras
+
+    from edge_emotion.datasets import load_dataset
+    from edge_emotion.train.averaging import val_accuracy
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
+
+    cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(tmp_path / "run"), epochs=2, batch_size=64, limit=384,
+                      model_kwargs={"width": 8}, mixed_precision="bf16", average_last=2, report=False)
+    train(cfg)
+    meta = json.loads((tmp_path / "run" / "model.keras.json").read_text())
+    fw = meta["extra"]["final_weights"]
+    shipped = keras.saving.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
+    assert {layer.dtype_policy.name for layer in shipped.layers} == {"float32"}
+    val = load_dataset(str(fer_npz), "fer7", None, "majority", 384)["val"]
+    claimed = [c["val_accuracy"] for c in fw["candidates"] if fw["chosen"] and c["name"] == fw["chosen"]["name"]]
+    got = val_accuracy(shipped, val.x, val.hard_labels)
+    assert got == pytest.approx(claimed[0] if claimed else fw["best_single_epoch_val_accuracy"], abs=1e-6)

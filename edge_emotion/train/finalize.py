@@ -90,13 +90,16 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     monitor = "val_auc" if ls.multi_label else "val_accuracy"
     history_csv = out / "history.csv"
     best_path = out / "best.keras"
-    best_model = keras.saving.load_model(str(best_path), safe_mode=True)
+    # candidates are scored as they ship: float32 (a bf16 training policy would score them in bfloat16 compute,
+    # a few images away from what the exported model and `evaluate` measure on the same split)
+    keras.mixed_precision.set_global_policy("float32")
+    best_model = float32_copy(keras.saving.load_model(str(best_path), safe_mode=True))
     k = cfg.average_last if average_last is None else average_last
     final_weights = None
     if not ls.multi_label:  # BatchNorm re-estimation always competes; averages when snapshots were kept
         from .averaging import select_final_weights, val_accuracy
 
-        best_single = best_so_far(history_csv, monitor)
+        best_single = val_accuracy(best_model, ds["val"].x, ds["val"].hard_labels)  # float32, as every candidate
         start_val = None
         if cfg.init_from and Path(cfg.init_from).is_file():
             start = keras.saving.load_model(cfg.init_from, safe_mode=True)
@@ -114,10 +117,8 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
             log.warning("the starting model %s scores %.4f on val, more than anything this run produced "
                         "(best epoch %.4f): ship the starting model instead (the bundler refuses this run)", cfg.init_from,
                         lost[1], lost[0])
-    keras.mixed_precision.set_global_policy("float32")
-    final = float32_copy(best_model)
     final_path = out / "model.keras"
-    final.save(final_path)
+    best_model.save(final_path)
     prev = json.loads((out / "metadata.json").read_text()).get("extra", {}) if (out / "metadata.json").exists() else {}
     wall_total = epoch_seconds(history_csv)  # every epoch of every session, also for a run stopped early
     if wall_total is None:  # runs logged before epoch times were
@@ -131,7 +132,7 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
                          extra={**revisions, "epochs_run": epochs_done(history_csv),
                                 "epochs_planned": cfg.epochs + (cfg.head_epochs or 0), "train_wall_seconds": round(wall_total, 1),
                                 "monitor": monitor, "best_" + monitor: best_so_far(history_csv, monitor),
-                                "params": int(final.count_params()), "host": platform.node(), "cpu_count": os.cpu_count(),
+                                "params": int(best_model.count_params()), "host": platform.node(), "cpu_count": os.cpu_count(),
                                 "tensorflow": tf.__version__, "keras": keras.__version__, "config": cfg.__dict__,
                                 **({"init_from": _init_summary(cfg.init_from)} if cfg.init_from else {}),
                                 **({"final_weights": final_weights} if final_weights else {})})
@@ -142,7 +143,7 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     best_meta = dataclasses.replace(meta, extra={**meta.extra, "checkpoint": "best single epoch, with optimizer "
                                                  "state; model.keras holds the shipped weights"})
     sidecar_path(best_path).write_text(best_meta.to_json())
-    log.info("saved %s (%d params), best %s %s", final_path, final.count_params(), monitor, meta.extra["best_" + monitor])
+    log.info("saved %s (%d params), best %s %s", final_path, best_model.count_params(), monitor, meta.extra["best_" + monitor])
     if report:
         from .report import write_report
 
