@@ -173,11 +173,35 @@ def test_a_continued_run_keeps_its_starting_runs_report(tmp_path):
     assert not (tmp_path / "report2").exists()
 
 
-def test_bundling_refuses_a_run_inside_the_folders_it_replaces(tmp_path, models_dir):
-    from edge_emotion.export.bundle import _clear_previous_bundle
+def test_bundling_refuses_a_run_inside_the_folders_it_replaces(tmp_path):
+    from edge_emotion.export.bundle import _check_outside
 
     inside = tmp_path / "zoo" / "tiny" / "run"
     inside.mkdir(parents=True)
     with pytest.raises(ValueError, match="inside.*bundle from the training run's folder"):
-        _clear_previous_bundle(inside, [tmp_path / "zoo" / "tiny"])
+        _check_outside(inside, [tmp_path / "zoo" / "tiny"])
     assert inside.is_dir()
+
+
+def test_a_failed_export_leaves_the_earlier_bundling_untouched(tiny_run, models_dir, monkeypatch):
+    import edge_emotion.export as export_mod
+    from edge_emotion.export import ExportValidationError
+    from edge_emotion.export.bundle import bundle
+
+    zoo_dir = models_dir.parent / "zoo"
+    earlier = {models_dir / "tiny" / "model_int8.tflite": b"earlier", zoo_dir / "tiny" / "model.keras": b"earlier",
+               models_dir / "index.json": json.dumps({"default": "tiny", "models": {"tiny": {"artifacts": {}}}}).encode()}
+    for f, content in earlier.items():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(content)
+
+    def failing_export(source, fmt, precision, out, **kw):
+        (out / "model_int8.tflite.rejected").write_bytes(b"rejected")
+        raise ExportValidationError("model_int8.tflite rejected (agreement 90.00% < 98.00%)")
+
+    monkeypatch.setattr(export_mod, "export_model", failing_export)
+    with pytest.raises(ExportValidationError):
+        bundle(tiny_run, "tiny", False, ["tflite:int8"], None, 64, models_dir=models_dir, zoo_dir=zoo_dir)
+    assert {f: f.read_bytes() for f in earlier} == earlier  # what index.json describes is still there
+    assert sorted(p.name for p in models_dir.iterdir()) == ["index.json", "tiny"]  # no half-built package folder
+    assert (zoo_dir / ".tiny.staging" / "model_int8.tflite.rejected").is_file()  # kept in the zoo, for a look

@@ -53,25 +53,64 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
            reference: bool = False, flip_average: bool = False) -> dict:
     """Export, validate and publish ``run``'s model as bundled model ``name``; returns its index entry.
 
-    Everything is written to ``zoo_dir/name`` first; artifacts a device runs then move to
-    ``models_dir/name`` unless ``reference``. With ``ship_keras=False`` the Keras model stays in
+    Everything is built in staging folders beside ``zoo_dir/name`` and ``models_dir/name`` (the artifacts a
+    device runs go to the package's unless ``reference``) and replaces both folders only when every export
+    passed its validation gate, so nothing of an earlier bundling stays and a failed one changes nothing. With ``ship_keras=False`` the Keras model stays in
     ``run``: the artifacts are exported from it there, and the index records its SHA-256, size and
     test accuracy but no file. ``flip_average``: every artifact averages each face with its mirror image in
     its graph (:func:`edge_emotion.export.export_model`); the Keras figures are then the same averaging's.
     """
-    from . import export_model
-
     if not artifacts:
         raise ValueError("nothing to bundle: give at least one FORMAT:PRECISION artifact")
     _refuse_a_regression(run)
-    dest = zoo_dir / name
-    _clear_previous_bundle(run, [models_dir / name, dest])
-    dest.mkdir(parents=True, exist_ok=True)
+    finals = [zoo_dir / name, models_dir / name]
+    _check_outside(run, finals)
+    # built in staging folders and swapped in only when every artifact passed: a failed export leaves the
+    # earlier bundling of this name (which index.json still describes) untouched
+    dest, pkg = (d.with_name(f".{d.name}.staging") for d in finals)
+    for d in (dest, pkg):
+        shutil.rmtree(d, ignore_errors=True)
+    try:
+        entry = _build(run, dest, pkg, artifacts, data, n_calib, ship_keras, reference, flip_average)
+    except BaseException:
+        shutil.rmtree(pkg, ignore_errors=True)  # never leave a half-built folder inside the package
+        log.error("bundling %s stopped; the earlier bundling of it is untouched; what was built (a rejected export "
+                  "and its validation report included) is in %s", name, dest)
+        raise
+    for staged, final in zip((dest, pkg), finals):  # nothing of the model it replaces stays behind
+        if final.is_dir():
+            log.info("replacing the earlier bundling in %s", final)
+            shutil.rmtree(final)
+        if staged.is_dir():
+            staged.rename(final)
+    index_path = models_dir / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"default": None, "models": {}}
+    index["models"][name] = entry
+    if make_default or not index.get("default"):
+        index["default"] = name
+    index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+    _write_card(name, entry, models_dir, zoo_dir)
+    return entry
+
+
+def _check_outside(run: Path, folders: list[Path]) -> None:
+    """Bundling replaces ``folders``: the run it reads must not be inside one of them."""
+    for d in folders:
+        if run.resolve() == d.resolve() or d.resolve() in run.resolve().parents:
+            raise ValueError(f"{run} is inside {d}, which bundling replaces: bundle from the training run's folder")
+
+
+def _build(run: Path, dest: Path, pkg: Path, artifacts: list[str], data: str | None, n_calib: int, ship_keras: bool,
+           reference: bool, flip_average: bool) -> dict:
+    """Write the zoo's files into ``dest`` and the device artifacts into ``pkg``; returns the index entry."""
+    from . import export_model
+
+    dest.mkdir(parents=True)
     if ship_keras:
         for f in ("model.keras", "model.keras.json"):
             shutil.copy2(run / f, dest / f)
     source = dest / "model.keras" if ship_keras else run / "model.keras"
-    (dest / "report").mkdir(exist_ok=True)
+    (dest / "report").mkdir()
     for f in REPORT_FILES:
         if (run / f).exists():
             shutil.copy2(run / f, dest / "report" / f)
@@ -88,16 +127,14 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
 
     # the floors below are exact on this hardware class with these runtimes (see formats.Precision.floor_tolerance)
     entry["floor_measured_on"] = {"int8_class": int8_class(), "runtimes": runtime_versions()}
-    results = []
     for spec in artifacts:
         fmt, precision = spec.split(":")
         res = export_model(source, fmt, precision, out=dest, data=data, n_calib=n_calib, n_validate=10**6,
                            show_progress=sys.stderr.isatty(), flip_average=flip_average)
-        results.append(res)
         if not reference and ships_in_package(fmt, precision):
-            (models_dir / name).mkdir(parents=True, exist_ok=True)
-            shutil.move(res.path, models_dir / name / res.path.name)
-            res.path = models_dir / name / res.path.name
+            pkg.mkdir(parents=True, exist_ok=True)
+            shutil.move(res.path, pkg / res.path.name)
+            res.path = pkg / res.path.name
         v = res.validation
         key = artifact_key(fmt, precision)
         entry["artifacts"][key] = {"file": res.path.name, "sha256": sha256_file(res.path), "size_bytes": res.size_bytes,
@@ -106,26 +143,7 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
         entry["accuracy_floor"][key] = v.accuracy_artifact
         entry["keras"]["test_accuracy"] = v.accuracy_source
         print(res.summary())
-    index_path = models_dir / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"default": None, "models": {}}
-    index["models"][name] = entry
-    if make_default or not index.get("default"):
-        index["default"] = name
-    index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-    _write_card(name, entry, models_dir, zoo_dir)
     return entry
-
-
-def _clear_previous_bundle(run: Path, folders: list[Path]) -> None:
-    """A new bundling of a name replaces all of its files: nothing of the model it replaces may stay behind (the
-    earlier run's report, ``report/start/`` or rejected-export reports, an export this bundling does not make)."""
-    for d in folders:
-        if not d.is_dir():
-            continue
-        if run.resolve() == d.resolve() or d.resolve() in run.resolve().parents:
-            raise ValueError(f"{run} is inside {d}, which bundling replaces: bundle from the training run's folder")
-        log.info("replacing the earlier bundling in %s", d)
-        shutil.rmtree(d)
 
 
 def _copy_start_report(run: Path, start: Path) -> None:
