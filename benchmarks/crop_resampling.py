@@ -47,8 +47,8 @@ def run(sizes: list[int], limit: int | None = None, threads: int = 2) -> dict:
     clf = EmotionClassifier(resolve_model(None), threads=threads)
     size = tuple(clf.meta.input_size)
     native = [cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) for f in x]
-    out = {"model": clf.path.name, "classifier": measured_file(clf.path), "n": int(len(y)), "input_size": list(size), "native_accuracy": accuracy(clf, native, y),
-           "sizes": {}}
+    out = {"classifier": measured_file(clf.path), "n": int(len(y)), "input_size": list(size),
+           "native_accuracy": accuracy(clf, native, y), "sizes": {}}
     for s in sizes:
         big = [cv2.resize(f, (s, s), interpolation=cv2.INTER_CUBIC) for f in native]
         row = {}
@@ -95,7 +95,7 @@ def stability(clf, size: tuple[int, int], n_jitter: int = 16, seed: int = 0) -> 
 
 
 def markdown(r: dict) -> str:
-    lines = [f"Crop resampling, {r['model']} on {r['n']} PrivateTest faces enlarged to S px and cut back to "
+    lines = [f"Crop resampling, {r['classifier']['file']} on {r['n']} PrivateTest faces enlarged to S px and cut back to "
              f"{r['input_size'][0]} px (original faces: {r['native_accuracy']:.2%}).", "",
              "| face size S | area averaging | bilinear sampling | difference | grey levels off the original (area / bilinear) |",
              "|---:|---:|---:|---:|---:|"]
