@@ -115,6 +115,10 @@ def test_a_distillation_run_trains_on_teacher_and_vote_targets(tiny_run, tmp_pat
     votes_only = st.soft_targets(ds, "train", [], 1.0, 0.0, ferplus_npz, 256, cache=out / "soft_targets_train.npz")
     np.testing.assert_allclose(votes_only.y[vhas], votes[vhas])
     assert not votes_only.has[~vhas].any()
+    # but a run resuming after epochs on cached targets never trains on other ones: a changed teacher stops it
+    with pytest.raises(ValueError, match="made from other .*teachers.* resuming would change its targets halfway"):
+        st.soft_targets(ds, "train", [str(teacher)], 2.0, 0.25, ferplus_npz, 256, cache=out / "soft_targets_train.npz",
+                        resuming=True)
 
     lines = _soft_target_lines(json.loads((out / "config.json").read_text()), out / "soft_targets.json")
     assert "0.5 x the FER-2013 label + 0.5 x a soft target" in lines[0] and sha256_file(teacher)[:12] in lines[0]

@@ -20,7 +20,7 @@ import numpy as np
 from ..preprocessing import Preprocessing
 from .config import TrainConfig
 from .finalize import finalize_run
-from .history import best_so_far, logs_epoch_seconds
+from .history import best_so_far, epochs_done, logs_epoch_seconds
 from .pipeline import (class_weights, load_init, loss_and_metrics, make_augmenter, make_dataset, make_optimizer,
                        oversample_indices, replace_head, schedule)
 
@@ -60,8 +60,10 @@ def _with_soft_targets(cfg: TrainConfig, ds, onehot: np.ndarray, out: Path) -> n
         raise ValueError("soft targets (distillation, FER+ votes) need a single-label dataset")
     votes = cfg.ferplus_votes or str(Path(cfg.data).with_name("ferplus_labels.npz"))
     args = (cfg.teachers, cfg.distill_temperature, cfg.ferplus_soft, votes, cfg.limit)
-    train_soft = soft_targets(ds, "train", *args, cache=out / "soft_targets_train.npz")
-    val_soft = soft_targets(ds, "val", *args, cache=out / "soft_targets_val.npz")
+    # a resumed run keeps the targets it started with: a teacher file that changed since stops it
+    resuming = (out / "history.csv").is_file() and epochs_done(out / "history.csv") > 0
+    train_soft = soft_targets(ds, "train", *args, cache=out / "soft_targets_train.npz", resuming=resuming)
+    val_soft = soft_targets(ds, "val", *args, cache=out / "soft_targets_val.npz", resuming=resuming)
     val_y = ds["val"].hard_labels
     acc = float((np.argmax(val_soft.y, axis=1) == val_y)[val_soft.has].mean()) if val_soft.has.any() else float("nan")
     agree = float((np.argmax(train_soft.y, axis=1) == ds["train"].hard_labels)[train_soft.has].mean())

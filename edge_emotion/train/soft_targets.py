@@ -114,8 +114,12 @@ def mix_targets(onehot: np.ndarray, soft: SoftTargets, weight: float) -> np.ndar
 
 
 def soft_targets(ds: Dataset, split: str, teachers: list[str], temperature: float, ferplus_soft: float,
-                 votes_npz: str | Path | None, limit: int | None, cache: Path | None = None) -> SoftTargets:
-    """The soft targets of ``ds[split]`` (see the module docstring); cached in ``cache`` when given."""
+                 votes_npz: str | Path | None, limit: int | None, cache: Path | None = None,
+                 resuming: bool = False) -> SoftTargets:
+    """The soft targets of ``ds[split]`` (see the module docstring); cached in ``cache`` when given.
+
+    ``resuming``: the run has finished epochs on the cached targets, so a cache made from other teachers, votes or
+    data is an error (its remaining epochs would silently train on other targets), not a reason to recompute."""
     labels = ds.label_set.labels
     if not 0.0 <= ferplus_soft <= 1.0:
         raise ValueError(f"ferplus_soft is a share in [0, 1], got {ferplus_soft}")
@@ -138,6 +142,13 @@ def soft_targets(ds: Dataset, split: str, teachers: list[str], temperature: floa
             if json.loads(str(c["info"])) == key:
                 log.info("soft targets: reusing %s", cache)
                 return SoftTargets(c["y"], c["has"], key)
+            if resuming:
+                was = json.loads(str(c["info"]))
+                changed = [k for k in key if key[k] != was.get(k)]
+                raise ValueError(f"{cache} was made from other {', '.join(changed)} than this run now has: this run "
+                                 f"trained on it, so resuming would change its targets halfway. Restore the files it "
+                                 f"started with (recorded in {cache.with_name('soft_targets.json').name}), or start a "
+                                 f"new run (another --out)")
         log.info("soft targets: %s was made from other teachers or votes; recomputing", cache)
 
     if teachers:
