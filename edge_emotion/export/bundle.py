@@ -56,8 +56,8 @@ def bundle(run: Path, name: str, make_default: bool, artifacts: list[str], data:
     Everything is built in staging folders beside ``zoo_dir/name`` and ``models_dir/name`` (the artifacts a
     device runs go to the package's unless ``reference``) and replaces both folders only when every export
     passed its validation gate, so nothing of an earlier bundling stays and a failed one changes nothing.
-    With ``ship_keras=False`` the Keras model stays in ``run``: the artifacts are exported from it there, and the index records its SHA-256, size and
-    test accuracy but no file. ``flip_average``: every artifact averages each face with its mirror image in
+    With ``ship_keras=False`` the Keras model stays in ``run``: the artifacts are exported from it there, and
+    the index records its SHA-256, size and test accuracy but no file. ``flip_average``: every artifact averages each face with its mirror image in
     its graph (:func:`edge_emotion.export.export_model`); the Keras figures are then the same averaging's.
     """
     if not artifacts:
