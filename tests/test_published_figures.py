@@ -44,15 +44,19 @@ def _section(text: str, heading: str) -> str:
     return rest[: nxt.start()] if nxt else rest
 
 
-def _table(text: str, first_cell: str) -> list[list[str]]:
-    """The body rows (cells stripped) of the first Markdown table whose header starts with ``| first_cell |``."""
+def _table(text: str, first_cell: str) -> list[dict[str, str]]:
+    """The body rows of the first Markdown table whose header starts with ``| first_cell |``, each a dict from the
+    header's cells to the row's (stripped)."""
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_cell} |"))
-    rows = []
+    header, rows = cells(lines[start]), []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        rows.append(dict(zip(header, cells(line))))
     return rows
 
 
@@ -115,17 +119,15 @@ def _pct(cell: str) -> float | None:
 
 def test_readme_bundled_models_table_matches_the_index():
     rows = _table(_section(README, "### Bundled models"), "model")
-    header_line = next(line for line in _section(README, "### Bundled models").splitlines() if line.startswith("| model |"))
-    header = [c.strip() for c in header_line.strip().strip("|").split("|")]
     columns = {"int8 TFLite (CPU default)": "tflite_int8", "int8 ONNX": "onnx_int8", "fp16 ONNX": "onnx_fp16"}
     seen = set()
     for row in rows:
-        model = re.search(r"`([^`]+)`", row[0]).group(1)
+        model = re.search(r"`([^`]+)`", row["model"]).group(1)
         entry = INDEX["models"][model]
         seen.add(model)
         keras_col = "Keras fp32, flip-averaged" if entry.get("flip_average") else "Keras fp32, one pass"
         for col, key in {**columns, keras_col: "keras"}.items():
-            got = _pct(row[header.index(col)])
+            got = _pct(row[col])
             if key != "keras" and key not in entry["artifacts"]:
                 assert got is None, f"README gives {model} a {col} figure, but no such artifact is bundled"
                 continue
@@ -140,7 +142,8 @@ def test_readme_bundled_models_table_matches_the_index():
 def test_readme_face_detection_speed_table_is_the_committed_result():
     res = _result("face_detection.json")
     # the README orders and names the configurations its own way: compare the figures each row carries
-    readme = sorted((float(r[1]), float(r[2].strip("*")), int(r[5]), r[6]) for r in _table(README, "config"))
+    readme = sorted((float(r["detect() FPS"]), float(r["× before"].strip("*")), int(r["clip faces"]), r["pascal_voc_faces"])
+                    for r in _table(README, "config"))
     results = sorted((round(r["fps"], 1), round(r["speedup"], 2), r["clip_faces"], f"{r['recall_found']}/{r['recall_total']}")
                      for r in res["rows"])
     assert readme == results, ("the README's face-detection speed table (FPS, x before, clip faces, pascal_voc_faces) "
