@@ -157,19 +157,16 @@ def test_bundle_refuses_a_continued_run_that_lost_to_its_start(tmp_path, models_
 def test_a_continued_run_keeps_its_starting_runs_report(tmp_path):
     from edge_emotion.export.bundle import START_REPORT_FILES, _copy_start_report
 
-    first, run = tmp_path / "first", tmp_path / "second"
+    first = tmp_path / "first"
     first.mkdir()
-    run.mkdir()
     for f in START_REPORT_FILES:
         (first / f).write_text(f"first run's {f}")
     (first / "examples_test.png").write_text("not kept")
-    (run / "config.json").write_text(json.dumps({"init_from": str(first / "model.keras")}))
-    _copy_start_report(run, tmp_path / "report" / "start")
+    _copy_start_report(str(first / "model.keras"), tmp_path / "report" / "start")
     assert sorted(p.name for p in (tmp_path / "report" / "start").iterdir()) == sorted(START_REPORT_FILES)
     assert (tmp_path / "report" / "start" / "history.csv").read_text() == "first run's history.csv"
     # the starting run's folder is gone: nothing is invented
-    (run / "config.json").write_text(json.dumps({"init_from": str(tmp_path / "gone" / "model.keras")}))
-    _copy_start_report(run, tmp_path / "report2" / "start")
+    _copy_start_report(str(tmp_path / "gone" / "model.keras"), tmp_path / "report2" / "start")
     assert not (tmp_path / "report2").exists()
 
 

@@ -114,11 +114,12 @@ def _build(run: Path, dest: Path, pkg: Path, artifacts: list[str], data: str | N
     for f in REPORT_FILES:
         if (run / f).exists():
             shutil.copy2(run / f, dest / "report" / f)
-    _copy_start_report(run, dest / "report" / "start")
+    meta = read_metadata(source)
+    _copy_start_report(meta.extra.get("config", {}).get("init_from"), dest / "report" / "start")
     keras_entry: dict = {"sha256": sha256_file(source), "size_bytes": source.stat().st_size}
     if ship_keras:
         keras_entry["file"] = "model.keras"
-    entry: dict = {"label_set": read_metadata(source).label_set, "keras": keras_entry, "artifacts": {}, "accuracy_floor": {}}
+    entry: dict = {"label_set": meta.label_set, "keras": keras_entry, "artifacts": {}, "accuracy_floor": {}}
     if reference:
         entry["reference"] = True
     if flip_average:
@@ -146,13 +147,12 @@ def _build(run: Path, dest: Path, pkg: Path, artifacts: list[str], data: str | N
     return entry
 
 
-def _copy_start_report(run: Path, start: Path) -> None:
-    """For a run that continued or fine-tuned another model (``init_from``), keep that run's report and curves in
-    ``report/start/`` when its folder is at hand, so the card's history reaches back to the first epoch."""
-    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    if not cfg.get("init_from"):
+def _copy_start_report(init_from: str | None, start: Path) -> None:
+    """For a run that continued or fine-tuned another model (its metadata's ``init_from``), keep that run's report
+    and curves in ``report/start/`` when its folder is at hand, so the card's history reaches back to the first epoch."""
+    if not init_from:
         return
-    origin = Path(cfg["init_from"]).parent
+    origin = Path(init_from).parent
     files = [f for f in START_REPORT_FILES if (origin / f).is_file()]
     if not files:
         log.warning("the starting model's run folder %s is not here: its report is not kept in report/start/", origin)
