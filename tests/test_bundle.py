@@ -122,6 +122,22 @@ def test_card_explains_a_rejected_export_by_what_was_measured(tmp_path):
     assert "barely moves" in ties and "rejected_b_int8.onnx.validation.json" in ties
 
 
+def test_card_names_each_teacher_by_its_run(tmp_path):
+    """A distilled model's card tells its teachers apart (several runs' teachers are all model.keras) and says how
+    well their soft targets matched the PublicTest labels."""
+    from edge_emotion.export.bundle import _soft_target_lines
+
+    cfg = {"distill_weight": 0.5, "distill_temperature": 2.0, "teachers": ["/r/deep/model.keras", "/r/swa/model.keras"]}
+    soft = tmp_path / "soft_targets.json"
+    assert "`deep/model.keras`, `swa/model.keras`" in _soft_target_lines(cfg, soft)[0]  # before the cache exists
+    soft.write_text(json.dumps({"val_accuracy": 0.7141, "val_images": 3589, "train_label_agreement": 0.8492,
+                                "teachers": [{"path": p, "sha256": c * 64} for p, c in zip(cfg["teachers"], "ab")]}))
+    line = _soft_target_lines(cfg, soft)[0]
+    assert "0.5 x the FER-2013 label + 0.5 x a soft target" in line and "temperature 2.0" in line
+    assert "`deep/model.keras` (sha256 `aaaaaaaaaaaa…`), `swa/model.keras` (sha256 `bbbbbbbbbbbb…`)" in line
+    assert "PublicTest label on 71.41% of 3,589 images" in line
+
+
 @pytest.mark.parametrize("chosen, start, refused", [
     (None, 0.6743, True),  # measured: seed-7 edge_cnn continued at a constant 3e-4, best epoch 65.17 % vs its start
     ({"name": "average of epochs 6-8 + BN refresh", "epochs": [6, 7, 8], "refresh_bn": True, "val_accuracy": 0.6800},

@@ -302,13 +302,20 @@ def _start_lines(cfg: dict, ex: dict) -> list[str]:
     return [line + "."]
 
 
+def _short(path: str) -> str:
+    """``folder/file`` of a path: enough to tell runs apart without the machine's directories."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def _soft_target_lines(cfg: dict, soft_json: Path) -> list[str]:
     """How the training targets were made: distillation from teachers, FER+ votes, mixup."""
     out = []
     if cfg.get("distill_weight"):
         s = json.loads(soft_json.read_text()) if soft_json.is_file() else {}
-        teachers = ", ".join(f"`{Path(t['path']).name}` (sha256 `{t['sha256'][:12]}…`)" for t in s.get("teachers", [])) or \
-            ", ".join(f"`{Path(t).name}`" for t in cfg.get("teachers", []))
+        # a teacher is named by its run folder too: several runs' teachers are all called model.keras
+        teachers = ", ".join(f"`{_short(t['path'])}` (sha256 `{t['sha256'][:12]}…`)" for t in s.get("teachers", [])) or \
+            ", ".join(f"`{_short(t)}`" for t in cfg.get("teachers", []))
         src = (f"the flip-averaged predictions of {teachers} at temperature {cfg.get('distill_temperature')}"
                + (f", mixed with the FER+ vote distributions (share {cfg.get('ferplus_soft')}) on the "
                   f"{s['votes']['images_with_votes']:,} training images that have them" if s.get("votes") and cfg.get("teachers") else "")
