@@ -573,8 +573,9 @@ def test_a_bf16_run_ships_the_candidate_figure_it_reports(tmp_path, fer_npz):
     # labels, 67.07 % against 67.18 % on PublicTest)
     from edge_emotion.evaluate import evaluate_file, predict_file
     from edge_emotion.predict import keras_predictor, predict_images
-    from edge_emotion.train.models import float32_copy
+    from edge_emotion.train.models import as_float32, float32_copy
 
+    assert as_float32(shipped) is shipped  # a float32 model is run as loaded, not rebuilt
     ckpt = tmp_path / "run" / "best.keras"
     best = evaluate_file(ckpt, fer_npz, "val", limit=384)
     assert best.accuracy == pytest.approx(fw["best_single_epoch_val_accuracy"], abs=1e-6)

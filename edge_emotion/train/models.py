@@ -15,7 +15,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "load_backbone_weights", "register", "flip_averaged", "float32_copy", "policy_copy"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "load_backbone_weights", "register", "flip_averaged", "float32_copy", "as_float32", "policy_copy"]
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,19 @@ def float32_copy(model: keras.Model) -> keras.Model:
     checkpoint carries its optimizer's slots (two more copies of every weight with Adam).
     """
     return policy_copy(model, "float32")
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """``model`` itself when every layer (nested ones too) computes in float32, else its :func:`float32_copy`: how a
+    model is run to be measured, so a checkpoint of a mixed-bfloat16 run scores what its exports will. A float32
+    model is not rebuilt (any model Keras loads runs, subclassed ones included)."""
+
+    def policies(layers):
+        for layer in layers:
+            yield layer.dtype_policy.name
+            yield from policies(getattr(layer, "layers", []))
+
+    return model if all(p == "float32" for p in policies(model.layers)) else float32_copy(model)
 
 
 def policy_copy(model: keras.Model, policy: str) -> keras.Model:

@@ -139,10 +139,10 @@ def write_report(run_dir: str | Path, ds: Dataset, model_path: str | Path | None
     import keras
 
     run = Path(run_dir)
-    from .models import float32_copy
+    from .models import as_float32
 
     # float32 compute, as the model ships (a mixed-bfloat16 checkpoint would be scored in bfloat16)
-    model = float32_copy(keras.saving.load_model(str(model_path or run / "model.keras"), safe_mode=True, compile=False))
+    model = as_float32(keras.saving.load_model(str(model_path or run / "model.keras"), safe_mode=True, compile=False))
     labels = list(ds.label_set.labels)
     predict = keras_predictor(model)
     if (run / "history.csv").exists():

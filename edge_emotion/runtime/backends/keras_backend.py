@@ -27,12 +27,12 @@ class KerasBackend(Backend):
             model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: Keras cannot load this model: {exc}") from None
-        from ...train.models import flip_averaged, float32_copy
+        from ...train.models import as_float32, flip_averaged
         from ..zoo import published_with_flip_average
 
         # float32 compute, as every export of it runs: a checkpoint saved by a mixed-bfloat16 run (best.keras)
         # would otherwise be scored in bfloat16, a few images away from what finalize and the exports measure
-        model = float32_copy(model)
+        model = as_float32(model)
         if published_with_flip_average(path):  # as its artifacts do (the bundler's --flip-average)
             model = flip_averaged(model)
         return cls(path, model)
