@@ -79,7 +79,7 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
 
     from ..metadata import ModelMetadata, sidecar_path
     from ..datasets import load_dataset
-    from .models import MODELS, float32_copy
+    from .models import MODELS, as_float32, float32_copy
 
     out = Path(run_dir)
     cfg = TrainConfig.load(out)
@@ -102,7 +102,7 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
         best_single = val_accuracy(best_model, ds["val"].x, ds["val"].hard_labels)  # float32, as every candidate
         start_val = None
         if cfg.init_from and Path(cfg.init_from).is_file():
-            start = keras.saving.load_model(cfg.init_from, safe_mode=True)
+            start = as_float32(keras.saving.load_model(cfg.init_from, safe_mode=True))  # scored as the candidates
             if start.output_shape[-1] == ls.num_classes:  # a continued run: the starting point is a candidate too
                 start_val = val_accuracy(start, ds["val"].x, ds["val"].hard_labels)
         threshold = max((v for v in (best_single, start_val) if v is not None), default=0.0)
