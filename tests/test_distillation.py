@@ -125,6 +125,69 @@ def test_a_distillation_run_trains_on_teacher_and_vote_targets(tiny_run, tmp_pat
     assert "Beta(0.2, 0.2)" in lines[1]
 
 
+def test_distillation_on_augmented_views_asks_the_teacher_about_the_batch_the_student_sees(tiny_run, tmp_path, fer_npz):
+    """--distill-views augmented: each training batch's target is (1 - w) x its label + w x the teacher's
+    probabilities on exactly that augmented batch (not on the original image); a teacher with another input is
+    refused; the run trains, records the mode, and its card says so."""
+    import keras
+    import shutil
+
+    from edge_emotion.datasets import load_dataset
+    from edge_emotion.export.bundle import _soft_target_lines
+    from edge_emotion.preprocessing import Preprocessing
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
+    from edge_emotion.train.pipeline import make_augmenter, make_dataset
+    from edge_emotion.train.soft_targets import _soften, teacher_on_views
+
+    teacher = tiny_run / "model.keras"
+    with pytest.raises(ValueError, match="needs teachers"):
+        TrainConfig(distill_weight=0.5, distill_views="augmented")
+    with pytest.raises(ValueError, match="ferplus_soft needs distill_views='image'"):
+        TrainConfig(teachers=[str(teacher)], distill_weight=0.5, ferplus_soft=0.2, distill_views="augmented")
+    with pytest.raises(ValueError, match="'image' or 'augmented'"):
+        TrainConfig(teachers=[str(teacher)], distill_weight=0.5, distill_views="both")
+
+    ds = load_dataset(str(fer_npz), "fer7", None, "majority", 128)
+    labels = ds.label_set.labels
+    prep = Preprocessing.for_input_shape((48, 48, 1))
+    fn = teacher_on_views([teacher], labels, prep, temperature=2.0)
+    model = keras.saving.load_model(str(teacher), compile=False)
+    x = prep.tf_batch(ds["val"].x[:16]).numpy()
+    np.testing.assert_allclose(fn(x).numpy(), _soften(np.asarray(model(x)), 2.0), atol=1e-5)
+
+    onehot = np.eye(7, dtype=np.float32)[ds["train"].y]
+    batches = make_dataset(ds["train"].x, onehot, prep, 64, True, 0, make_augmenter(0), teacher=fn, distill_weight=0.4)
+    xb, yb = (t.numpy() for t in next(iter(batches)))
+    p_view = _soften(np.asarray(model(xb)), 2.0)
+    label_part = (yb - 0.4 * p_view) / 0.6
+    np.testing.assert_allclose(label_part.sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(label_part.max(axis=1), 1.0, atol=1e-4)  # what is left is a one-hot label
+    # the views are augmented, so the teacher was not asked about the original images: no training image's
+    # un-augmented input gives the batch's first image
+    orig = prep.tf_batch(ds["train"].x).numpy()
+    assert np.abs(orig - xb[:1]).reshape(len(orig), -1).max(axis=1).min() > 1.0
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    shutil.copy(teacher, odd / "model.keras")
+    meta = json.loads(Path(f"{teacher}.json").read_text())
+    (odd / "model.keras.json").write_text(json.dumps({**meta, "input_size": [64, 64]}))
+    with pytest.raises(ValueError, match="takes another input"):
+        teacher_on_views([odd / "model.keras"], labels, prep)
+
+    out = tmp_path / "kd_views"
+    cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=1, batch_size=64, limit=256,
+                      init_from=str(teacher), teachers=[str(teacher)], distill_weight=0.5, distill_temperature=2.0,
+                      distill_views="augmented", mixed_precision="off", report=False)
+    train(cfg)
+    summary = json.loads((out / "soft_targets.json").read_text())
+    assert summary["views"] == "augmented" and 0 < summary["val_accuracy"] <= 1
+    assert not (out / "soft_targets_train.npz").exists()  # nothing precomputed for the training images
+    line = _soft_target_lines(json.loads((out / "config.json").read_text()), out / "soft_targets.json")[0]
+    assert "every augmented training batch" in line and "flip-averaged predictions of" not in line
+
+
 def test_teacher_classes_are_matched_by_name(tiny_run, fer_test):
     from edge_emotion.metadata import read_metadata
     from edge_emotion.train.soft_targets import teacher_distribution

@@ -316,7 +316,9 @@ def _soft_target_lines(cfg: dict, soft_json: Path) -> list[str]:
         # a teacher is named by its run folder too: several runs' teachers are all called model.keras
         teachers = ", ".join(f"`{_short(t['path'])}` (sha256 `{t['sha256'][:12]}…`)" for t in s.get("teachers", [])) or \
             ", ".join(f"`{_short(t)}`" for t in cfg.get("teachers", []))
-        src = (f"the flip-averaged predictions of {teachers} at temperature {cfg.get('distill_temperature')}"
+        views = ("predictions on every augmented training batch as the student saw it" if cfg.get("distill_views") == "augmented"
+                 else "flip-averaged predictions")
+        src = (f"the {views} of {teachers} at temperature {cfg.get('distill_temperature')}"
                + (f", mixed with the FER+ vote distributions (share {cfg.get('ferplus_soft')}) on the "
                   f"{s['votes']['images_with_votes']:,} training images that have them" if s.get("votes") and cfg.get("teachers") else "")
                if cfg.get("teachers") else "the FER+ vote distributions")
@@ -324,7 +326,8 @@ def _soft_target_lines(cfg: dict, soft_json: Path) -> list[str]:
                 f"{src}.")
         if s.get("val_accuracy") is not None:
             line += (f" The soft targets' top class matches the PublicTest label on {s['val_accuracy']:.2%} of "
-                     f"{s.get('val_images', 0):,} images, and the training label on {s.get('train_label_agreement', 0):.2%}.")
+                     f"{s.get('val_images', 0):,} images" + (f", and the training label on {s['train_label_agreement']:.2%}."
+                                                             if "train_label_agreement" in s else " (flip-averaged)."))
         out.append(line)
     if cfg.get("mixup"):
         out.append(f"- Mixup within each batch, lambda ~ Beta({cfg['mixup']:g}, {cfg['mixup']:g}).")

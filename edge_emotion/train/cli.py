@@ -53,6 +53,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     kd.add_argument("--teacher", dest="teachers", action="append", default=None, metavar="MODEL.keras",
                     help="a teacher model with the run's labels (repeat for an ensemble); its flip-averaged predictions on "
                          "the training images are the soft target")
+    kd.add_argument("--distill-views", default=d.distill_views, choices=["image", "augmented"],
+                    help="image: the teachers predict each un-augmented training image once, flip-averaged; augmented: "
+                         "they predict every training batch as the student sees it, after augmentation and mixup "
+                         "(one teacher pass a step; default: %(default)s)")
     kd.add_argument("--distill-weight", type=float, default=d.distill_weight, metavar="W",
                     help="share of the target from the soft target (default: %(default)s = off)")
     kd.add_argument("--distill-temperature", type=float, default=d.distill_temperature, metavar="T",

@@ -42,6 +42,9 @@ class TrainConfig:
     # + distill_weight * soft target; the soft target is the teachers' flip-averaged probabilities (mixed with FER+
     # votes by ferplus_soft where an image has them), or the FER+ votes alone when there are no teachers
     teachers: list[str] = field(default_factory=list)
+    # image: the teachers' flip-averaged predictions on each un-augmented training image, computed once | augmented:
+    # the teachers predict every training batch as the student sees it (after augmentation and mixup), each step
+    distill_views: str = "image"
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
     ferplus_soft: float = 0.0
@@ -60,6 +63,13 @@ class TrainConfig:
         if self.teachers and self.distill_weight == 0:
             raise ValueError("teachers given but distill_weight is 0: set how much of the target comes from them "
                              "(e.g. --distill-weight 0.5)")
+        if self.distill_views not in ("image", "augmented"):
+            raise ValueError(f"distill_views is 'image' or 'augmented', got {self.distill_views!r}")
+        if self.distill_views == "augmented" and not self.teachers:
+            raise ValueError("distill_views='augmented' needs teachers (--teacher MODEL.keras)")
+        if self.distill_views == "augmented" and self.ferplus_soft > 0:
+            raise ValueError("FER+ votes belong to the original image, not to an augmented view: ferplus_soft needs "
+                             "distill_views='image'")
         if self.ferplus_soft > 0 and self.distill_weight == 0:
             raise ValueError("ferplus_soft given but distill_weight is 0: the votes are part of the soft target, which "
                              "distill_weight mixes in (e.g. --distill-weight 0.5)")

@@ -51,29 +51,39 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def _with_soft_targets(cfg: TrainConfig, ds, onehot: np.ndarray, out: Path) -> np.ndarray:
-    """The training targets with the run's soft targets mixed in (:mod:`.soft_targets`); logs what the
-    teachers score on the validation split, so a run says how strong its teacher was."""
-    from .soft_targets import mix_targets, soft_targets
+def _with_soft_targets(cfg: TrainConfig, ds, onehot: np.ndarray, out: Path, preprocessing: Preprocessing):
+    """The training targets with the run's soft targets mixed in (:mod:`.soft_targets`), and, for distillation on
+    augmented views, the teachers' function the pipeline applies to each batch (else None); logs what the teachers
+    score on the validation split, so a run says how strong its teacher was."""
+    from .soft_targets import mix_targets, soft_targets, teacher_on_views
 
     if onehot.ndim != 2 or ds.label_set.multi_label:
         raise ValueError("soft targets (distillation, FER+ votes) need a single-label dataset")
     votes = cfg.ferplus_votes or str(Path(cfg.data).with_name("ferplus_labels.npz"))
     args = (cfg.teachers, cfg.distill_temperature, cfg.ferplus_soft, votes, cfg.limit)
-    # a resumed run keeps the targets it started with: a teacher file that changed since stops it
+    on_views = cfg.distill_views == "augmented"
+    # a resumed run keeps the targets it started with: a teacher file that changed since stops it (on augmented views
+    # the val cache, made from the same teachers, is that check)
     resuming = (out / "history.csv").is_file() and epochs_done(out / "history.csv") > 0
-    train_soft = soft_targets(ds, "train", *args, cache=out / "soft_targets_train.npz", resuming=resuming)
     val_soft = soft_targets(ds, "val", *args, cache=out / "soft_targets_val.npz", resuming=resuming)
     val_y = ds["val"].hard_labels
     acc = float((np.argmax(val_soft.y, axis=1) == val_y)[val_soft.has].mean()) if val_soft.has.any() else float("nan")
+    summary = {"views": cfg.distill_views, "val_accuracy": round(acc, 4), "val_images": int(val_soft.has.sum())}
+    if on_views:
+        log.info("soft targets: the teachers' flip-averaged val accuracy %.2f%% (%d images); they predict every "
+                 "augmented training batch; target = %.2f x label + %.2f x teachers", 100 * acc, int(val_soft.has.sum()),
+                 1 - cfg.distill_weight, cfg.distill_weight)
+        summary.update({k: v for k, v in val_soft.info.items() if k not in ("split", "n")})
+        (out / "soft_targets.json").write_text(json.dumps(summary, indent=1))
+        return onehot, teacher_on_views(cfg.teachers, ds.label_set.labels, preprocessing, cfg.distill_temperature)
+    train_soft = soft_targets(ds, "train", *args, cache=out / "soft_targets_train.npz", resuming=resuming)
     agree = float((np.argmax(train_soft.y, axis=1) == ds["train"].hard_labels)[train_soft.has].mean())
     log.info("soft targets: val accuracy of the soft targets' top class %.2f%% (%d images); on train they agree with "
              "the label on %.2f%%; target = %.2f x label + %.2f x soft", 100 * acc, int(val_soft.has.sum()), 100 * agree,
              1 - cfg.distill_weight, cfg.distill_weight)
-    summary = {"val_accuracy": round(acc, 4), "val_images": int(val_soft.has.sum()), "train_label_agreement": round(agree, 4),
-               "train_images": int(train_soft.has.sum()), **train_soft.info}
+    summary.update({"train_label_agreement": round(agree, 4), "train_images": int(train_soft.has.sum()), **train_soft.info})
     (out / "soft_targets.json").write_text(json.dumps(summary, indent=1))
-    return mix_targets(onehot, train_soft, cfg.distill_weight)
+    return mix_targets(onehot, train_soft, cfg.distill_weight), None
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -114,13 +124,13 @@ def train(cfg: TrainConfig) -> Path:
         write_data_overview(ds, out)
     log.info("data %s: train %d, val %d, labels %s, balance=%s", ds.source, len(tr_idx), len(val_split), ",".join(ls.labels), cfg.balance)
 
-    train_y = targets(train_split)
-    if cfg.uses_soft_targets:
-        train_y = _with_soft_targets(cfg, ds, train_y, out)
-    augmenter = make_augmenter(cfg.seed, cfg.random_erasing) if cfg.augment else None
     prep = Preprocessing.for_input_shape(spec.input_shape)
+    train_y, teacher = targets(train_split), None
+    if cfg.uses_soft_targets:
+        train_y, teacher = _with_soft_targets(cfg, ds, train_y, out, prep)
+    augmenter = make_augmenter(cfg.seed, cfg.random_erasing) if cfg.augment else None
     train_ds = make_dataset(train_split.x[tr_idx], train_y[tr_idx], prep, cfg.batch_size, True, cfg.seed, augmenter,
-                            mixup_alpha=cfg.mixup)
+                            mixup_alpha=cfg.mixup, teacher=teacher, distill_weight=cfg.distill_weight)
     val_ds = make_dataset(val_split.x, targets(val_split), prep, cfg.batch_size, False, cfg.seed)
     steps = int(np.ceil(len(tr_idx) / cfg.batch_size))
 

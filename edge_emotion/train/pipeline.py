@@ -94,9 +94,11 @@ def mixup(images, targets, alpha: float, seed: int):
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, preprocessing: Preprocessing, batch_size: int, training: bool, seed: int,
-                 augmenter=None, mixup_alpha: float = 0.0):
+                 augmenter=None, mixup_alpha: float = 0.0, teacher=None, distill_weight: float = 0.0):
     """A ``tf.data`` pipeline of (model input, target): images through ``preprocessing.tf_batch``, then augmentation,
-    then (``mixup_alpha`` > 0, targets one-hot or soft) mixup."""
+    then (``mixup_alpha`` > 0, targets one-hot or soft) mixup, then (``teacher``: a function of the batch, see
+    :func:`.soft_targets.teacher_on_views`) target = (1 - ``distill_weight``) x target + ``distill_weight`` x the
+    teacher's probabilities on the batch as the model will see it."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -111,6 +113,11 @@ def make_dataset(x: np.ndarray, y: np.ndarray, preprocessing: Preprocessing, bat
         if y.ndim != 2:
             raise ValueError("mixup needs one-hot or soft targets")
         ds = ds.map(lambda a, b: mixup(a, b, mixup_alpha, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and teacher is not None:
+        if y.ndim != 2:
+            raise ValueError("distillation needs one-hot or soft targets")
+        w = float(distill_weight)
+        ds = ds.map(lambda a, b: (a, (1.0 - w) * b + w * teacher(a)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

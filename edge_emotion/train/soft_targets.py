@@ -16,6 +16,12 @@ the run does not have (``contempt`` for fer7) are dropped, and images whose plur
 
 Teacher predictions are computed once per run and kept in ``<run>/soft_targets_{train,val}.npz`` with what they were
 computed from; a resumed run reuses them, a changed teacher list recomputes them.
+
+With ``distill_views = "augmented"`` the teachers instead predict every training batch as the student sees it, after
+augmentation and mixup (:func:`teacher_on_views`): the soft target then matches the exact crop, shift, rotation or mix
+the student is asked about ("consistent" distillation, Beyer et al. 2022, *Knowledge distillation: a good teacher is
+patient and consistent*), at the price of one teacher forward pass per step. It is a single pass on that view (the
+view is already mirrored or not); FER+ votes cannot be mixed in that way.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from ..metadata import read_metadata, sha256_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ferplus_distribution", "teacher_distribution", "soft_targets", "mix_targets", "SoftTargets"]
+__all__ = ["ferplus_distribution", "teacher_distribution", "teacher_on_views", "soft_targets", "mix_targets",
+           "SoftTargets", "teacher_identity"]
 
 
 @dataclass
@@ -79,23 +86,14 @@ def teacher_distribution(teachers: list[str | Path], images: np.ndarray, labels:
     """Mean over ``teachers`` (.keras models with their metadata sidecars) of their flip-averaged probabilities
     on ``images``, softened by ``temperature``. A teacher may predict more classes than the run has (a FER+
     8-class teacher for a fer7 run): its probabilities of the run's classes, by name, are renormalised."""
-    import keras
-
     from ..predict import keras_predictor, predict_with_flip
     from ..preprocessing import Preprocessing
-    from .models import float32_copy
 
     if temperature <= 0:
         raise ValueError(f"the distillation temperature must be positive, got {temperature}")
     total = None
     for path in teachers:
-        meta = read_metadata(Path(path))
-        missing = [lab for lab in labels if lab not in meta.labels]
-        if missing:
-            raise ValueError(f"teacher {path} predicts {', '.join(meta.labels)}: it has no {', '.join(missing)}, "
-                             "which the run's labels need")
-        cols = [list(meta.labels).index(lab) for lab in labels]
-        model = float32_copy(keras.saving.load_model(str(path), safe_mode=True, compile=False))
+        model, meta, cols = _load_teacher(path, labels)
         plain, flipped = predict_with_flip(keras_predictor(model, Preprocessing.from_metadata(meta)), images,
                                            progress=f"teacher {Path(path).name}" if progress else None)
         p = ((plain + flipped) / 2)[:, cols]
@@ -103,6 +101,64 @@ def teacher_distribution(teachers: list[str | Path], images: np.ndarray, labels:
         total = p if total is None else total + p
     assert total is not None
     return (total / len(teachers)).astype(np.float32)
+
+
+def _load_teacher(path: str | Path, labels: tuple[str, ...] | list[str]):
+    """A teacher as (float32 Keras model, its metadata, the columns of the run's ``labels`` in its output)."""
+    import keras
+
+    from .models import float32_copy
+
+    meta = read_metadata(Path(path))
+    missing = [lab for lab in labels if lab not in meta.labels]
+    if missing:
+        raise ValueError(f"teacher {path} predicts {', '.join(meta.labels)}: it has no {', '.join(missing)}, "
+                         "which the run's labels need")
+    cols = [list(meta.labels).index(lab) for lab in labels]
+    return float32_copy(keras.saving.load_model(str(path), safe_mode=True, compile=False)), meta, cols
+
+
+def teacher_on_views(teachers: list[str | Path], labels: tuple[str, ...] | list[str], preprocessing,
+                     temperature: float = 1.0):
+    """A TensorFlow function: a batch of model inputs exactly as the student gets them (augmented, mixed) -> the mean
+    over ``teachers`` of their probabilities of the run's ``labels`` on that batch (one pass, renormalised over
+    ``labels``, softened by ``temperature``), float32 (B, K). Every teacher must take the student's input:
+    the same :class:`~edge_emotion.preprocessing.Preprocessing` (size, colour, normalisation)."""
+    import tensorflow as tf
+
+    from ..preprocessing import Preprocessing
+
+    if temperature <= 0:
+        raise ValueError(f"the distillation temperature must be positive, got {temperature}")
+    if not teachers:
+        raise ValueError("distillation on augmented views needs at least one teacher")
+    loaded = []
+    for path in teachers:
+        model, meta, cols = _load_teacher(path, labels)
+        theirs = Preprocessing.from_metadata(meta)
+        if theirs != preprocessing:
+            raise ValueError(f"teacher {path} takes another input ({theirs}) than the student ({preprocessing}); "
+                             "on augmented views a teacher sees the student's own input tensor: use teachers with "
+                             "the student's input, or distill_views='image' (predictions on each teacher's own input)")
+        loaded.append((model, tf.constant(cols, tf.int32)))
+
+    def probabilities(x):
+        total = None
+        for model, cols in loaded:
+            p = tf.gather(tf.cast(model(x, training=False), tf.float32), cols, axis=1)
+            p = p / tf.maximum(tf.reduce_sum(p, axis=1, keepdims=True), 1e-8)
+            if temperature != 1.0:
+                q = tf.pow(tf.clip_by_value(p, 1e-8, 1.0), 1.0 / temperature)
+                p = q / tf.reduce_sum(q, axis=1, keepdims=True)
+            total = p if total is None else total + p
+        return total / float(len(loaded))
+
+    return probabilities
+
+
+def teacher_identity(teachers: list[str | Path]) -> list[dict]:
+    """What the teachers are, for a run's records: path and SHA-256 of each file."""
+    return [{"path": str(t), "sha256": sha256_file(Path(t))} for t in teachers]
 
 
 def mix_targets(onehot: np.ndarray, soft: SoftTargets, weight: float) -> np.ndarray:
@@ -125,7 +181,7 @@ def soft_targets(ds: Dataset, split: str, teachers: list[str], temperature: floa
         raise ValueError(f"ferplus_soft is a share in [0, 1], got {ferplus_soft}")
     use_votes = ferplus_soft > 0 or not teachers
     key = {"split": split, "n": len(ds[split]), "labels": list(labels), "temperature": temperature,
-           "teachers": [{"path": str(t), "sha256": sha256_file(Path(t))} for t in teachers],
+           "teachers": teacher_identity(teachers),
            "ferplus_soft": ferplus_soft if teachers else 1.0, "votes": None, "data_sha256": ds.sha256}
     votes = has_votes = None
     if use_votes:
