@@ -138,6 +138,19 @@ def test_card_names_each_teacher_by_its_run(tmp_path):
     assert "PublicTest label on 71.41% of 3,589 images" in line
 
 
+def test_card_says_when_candidates_were_scored_in_another_precision():
+    """A finalisation from before candidates were scored in float32 recorded bf16 figures: the card says so, since the
+    float32 figures of the same model (ingredients, results) differ from them; a float32 record reads as before."""
+    from edge_emotion.export.bundle import _final_weights_lines
+
+    chosen = {"name": "average of epochs 79-80 + BN refresh", "epochs": [79, 80], "refresh_bn": True, "val_accuracy": 0.696}
+    fw = {"best_single_epoch_val_accuracy": 0.6707, "chosen": chosen, "candidates": [chosen]}
+    for scored, flagged in ((None, False), ("float32", False), ("mixed_bfloat16", True)):
+        lines = _final_weights_lines({**fw, **({"scored_in": scored} if scored else {})})
+        assert "69.60% against 67.07%" in lines[0] and "79-80 + BN refresh: 69.60%" in lines[1]
+        assert ("in mixed_bfloat16 compute" in lines[1] and "float32" in lines[1]) == flagged
+
+
 @pytest.mark.parametrize("chosen, start, refused", [
     (None, 0.6743, True),  # measured: seed-7 edge_cnn continued at a constant 3e-4, best epoch 65.17 % vs its start
     ({"name": "average of epochs 6-8 + BN refresh", "epochs": [6, 7, 8], "refresh_bn": True, "val_accuracy": 0.6800},

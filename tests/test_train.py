@@ -53,6 +53,7 @@ def test_tiny_run_produces_every_report_artifact(tiny_run, fer_npz):
     # --average-last 2: both epochs were kept, their average scored on val against the best epoch
     assert sorted(p.name for p in (tiny_run / "epochs").glob("*.npz")) == ["epoch_001.npz", "epoch_002.npz"]
     avg = meta["extra"]["final_weights"]
+    assert avg["scored_in"] == "float32"  # what the card reads to tell these figures from an older bf16 finalisation's
     assert {c["name"] for c in avg["candidates"]} == {"best epoch + BN refresh", "average of epochs 1-2",
                                                       "average of epochs 1-2 + BN refresh"}
     # each candidate was scored on the 384 val images: a whole number of correct answers each

@@ -109,7 +109,7 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
         chosen, cands = select_final_weights(best_model, out, ds["val"].x, ds["val"].hard_labels, ds["train"].x,
                                              threshold, k, seed=cfg.seed)
         final_weights = {"best_single_epoch_val_accuracy": best_single, "chosen": chosen.to_dict() if chosen else None,
-                         "candidates": [c.to_dict() for c in cands],
+                         "candidates": [c.to_dict() for c in cands], "scored_in": "float32",
                          **({"starting_model_val_accuracy": start_val} if start_val is not None else {})}
         log.info("final weights: %s", chosen.name if chosen else "best single epoch (no candidate beat it on val)")
         lost = lost_to_start(final_weights)
