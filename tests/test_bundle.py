@@ -44,7 +44,9 @@ def test_bundle_without_keras(tiny_run, models_dir, monkeypatch):
     for f in old:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"old")
-    bundle(tiny_run, "tiny", False, ["tflite:fp32"], None, 64, ship_keras=False, models_dir=models_dir, zoo_dir=zoo_dir)
+    # two formats, not in index.json's (sorted) order: the card lists them the same way when rewritten from the index
+    bundle(tiny_run, "tiny", False, ["tflite:fp32", "onnx:fp32"], None, 64, ship_keras=False, models_dir=models_dir,
+           zoo_dir=zoo_dir)
     dest, repo = models_dir / "tiny", zoo_dir / "tiny"
     assert not [f for f in old if f.exists()] and not (repo / "model.keras.json").exists()
     assert not (repo / "report" / "start").exists()  # the tiny run started from scratch
@@ -57,7 +59,7 @@ def test_bundle_without_keras(tiny_run, models_dir, monkeypatch):
     assert read_metadata(art).source_sha256 == entry["keras"]["sha256"]
     assert entry["artifacts"]["tflite_fp32"]["n_test"] == 3589  # validated on the full PrivateTest split
     assert (repo / "report" / "metadata.json").is_file() and (repo / (art.name + ".validation.json")).is_file()
-    assert artifacts("tiny") == {"tflite_fp32": art}
+    assert artifacts("tiny") == {"tflite_fp32": art, "onnx_fp32": repo / "model_fp32.onnx"}  # the device's, the zoo's
 
     card = (dest / "MODEL_CARD.md").read_text()
     assert "not in the repository" in card and entry["keras"]["sha256"][:12] in card

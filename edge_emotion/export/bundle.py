@@ -245,7 +245,7 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
         "| artifact | size | accuracy | agreement with Keras | max prob. diff |", "|---|---|---|---|---|",
         _keras_row(dest, entry["keras"], entry.get("flip_average", False)),
     ]
-    for key, a in entry["artifacts"].items():
+    for key, a in sorted(entry["artifacts"].items()):  # index.json's order, so bundling and --cards-only write the same card
         lines.append(f"| {a['file']} | {a['size_bytes'] / 1e6:.2f} MB | {a['test_accuracy']:.2%} | {a['agreement_with_keras']:.2%} | {a['max_prob_diff']:.3f} |")
     if entry.get("flip_average"):
         lines += ["", "Every artifact averages each face with its mirror image inside its graph: one call, one file, twice "
@@ -268,7 +268,7 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
         lines += ["", "A reference model: every file of it stays in the repository (`zoo/" + name + "/`), none ships in "
                   "the wheel; the benchmark compares it with the device models."]
     else:
-        shipped = [a["file"] for key, a in entry["artifacts"].items() if ships_in_package(*split_artifact_key(key))]
+        shipped = [a["file"] for key, a in sorted(entry["artifacts"].items()) if ships_in_package(*split_artifact_key(key))]
         lines += ["", f"In the wheel: {', '.join(f'`{f}`' for f in shipped)} (what a device runs). The Keras source, the other "
                   f"exports and the reports stay in the repository under `zoo/{name}/`."]
     if not entry["keras"].get("file"):
