@@ -273,6 +273,15 @@ def test_ingredients_table_scores_each_step_once_and_shows_the_gains(tiny_run, t
     assert all(r["n"] == 200 and 0 < r["val_accuracy"] < 1 for r in rows)
     want = real(model, fer_npz, "val", tta=True, limit=200)
     assert rows[0]["val_accuracy"] == pytest.approx(want.accuracy) and rows[1]["val_accuracy"] == pytest.approx(want.tta_accuracy)
+    # a bundled flip-averaged model's Keras source runs averaged: asking for its one pass is an error, not the
+    # flip figure under a one-pass name
+    published = tmp_path / "published.keras"
+    published.write_bytes(model.read_bytes())
+    Path(f"{published}.json").write_bytes(Path(f"{model}.json").read_bytes())
+    monkeypatch.setattr("edge_emotion.runtime.zoo.published_with_flip_average", lambda p: Path(p) == published)
+    with pytest.raises(ValueError, match="published flip-averaged.*give the run's model.keras"):
+        ingredients.measure_steps([("one pass", published, False)], fer_npz, limit=50)
+    assert ingredients.measure_steps([("flip", published, True)], fer_npz, limit=50)[0]["flip_average"] is True
     lines = _ingredient_lines(out)
     assert "200 images" in lines[1]
     flip_line = next(i for i, ln in enumerate(lines) if ln.startswith("| + flip |"))

@@ -43,10 +43,17 @@ def measure_steps(steps: list[tuple[str, Path, bool]], data: str | Path = DEFAUL
     (``limit``: only the split's first images, for a quick look; the card's table uses the whole split).
     ``tried``: ingredients measured and not kept, rows with ``"kept": false`` after the recipe's."""
     from ..evaluate import evaluate_file
+    from ..runtime.zoo import published_with_flip_average
 
     scored: dict[Path, tuple[float, float, int]] = {}
     rows = []
     for (name, path, flip), kept in [(st, True) for st in steps] + [(st, False) for st in tried]:
+        if not flip and published_with_flip_average(path):
+            # the Keras backend runs a flip-published model's Keras source flip-averaged, as its artifacts do: its
+            # "one pass" would silently be the flip-averaged figure
+            raise ValueError(f"step {name!r}: {path} is the Keras source of a model published flip-averaged, which "
+                             "runs averaged with its mirror image; for its one-pass figure give the run's model.keras "
+                             "(or any copy of the file outside the model zoo)")
         if path not in scored:
             r = evaluate_file(path, data, split, tta=True, limit=limit)
             scored[path] = (r.accuracy, float(r.tta_accuracy), r.n)
