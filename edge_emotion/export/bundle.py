@@ -388,13 +388,12 @@ def _final_weights_lines(avg: dict | None) -> list[str]:
             if chosen else
             f"- Shipped weights: the best single epoch ({avg['best_single_epoch_val_accuracy']:.2%} on val); no weight average "
             f"beat it" + (f" (the model it started from: {start:.2%})" if start is not None else "") + ".")
-    scored = avg.get("scored_in")  # finalisations record it since scoring moved to float32; older ones may not
-    if scored and scored != "float32":
-        # an earlier finalisation scored its candidates in the run's mixed precision: the float32 figures of the
-        # same model (the ingredients table, the results) differ from these by a few tenths
-        return [head, f"  Candidates scored on val (PublicTest) in {scored} compute, as this run's finalisation did before "
-                      f"scoring moved to float32 (the ingredients table and the results below are float32): {tried}."]
-    return [head, f"  Candidates scored on val (PublicTest): {tried}."]
+    # finalisations record the precision since scoring moved to float32; an earlier one that scored in the run's mixed
+    # precision gets a word, since the float32 figures of the same model (ingredients, results) differ by a few tenths
+    scored = avg.get("scored_in")
+    how = (f" in {scored} compute, as this run's finalisation did before scoring moved to float32 (the ingredients "
+           f"table and the results below are float32)" if scored and scored != "float32" else "")
+    return [head, f"  Candidates scored on val (PublicTest){how}: {tried}."]
 
 
 def _rejected_lines(dest: Path, report: str = "report/") -> list[str]:
