@@ -39,7 +39,8 @@ BASELINE = "fd071fd"  # main before issue #16 (face detection twice as fast)
 INT8 = "<int8 export>"  # stands for the int8 detector the driver exports before the workers start
 log = logging.getLogger("benchmarks.face_detection")
 
-# name -> (code, BlazeFaceDetector keyword arguments or None for the default EmotionDetector, what it is)
+# name -> (code, BlazeFaceDetector keyword arguments (or "detector": a create_face_detector name and its
+# arguments) or None for the default EmotionDetector, what it is)
 CONFIGS: dict[str, tuple[str, dict | None, str]] = {
     "baseline": ("baseline", None, "the code before #16: letterbox by one INTER_AREA resize into 192x192"),
     "square": ("current", {"fit": "square"}, "fast letterbox (2x area halvings), only candidates decoded; 192x192 input"),
@@ -52,6 +53,10 @@ CONFIGS: dict[str, tuple[str, dict | None, str]] = {
                 "instead of 192 (`detector_side=160`; a 640x360 frame at 128x160)"),
     "side256": ("current", {"input_side": 256}, "as default, more pixels: the long side at 256 (`detector_side=256`; "
                 "a 640x360 frame at 192x256)"),
+    "yunet": ("current", {"detector": "yunet"}, "YuNet (libfacedetection's weights, float TFLite) instead of BlazeFace: "
+              "the frame's long side at 224 network pixels, a 640x360 frame at 128x224 (`face_detector='yunet'`)"),
+    "yunet320": ("current", {"detector": "yunet", "input_side": 320}, "YuNet, the long side at 320 network pixels "
+                 "(a 640x360 frame at 192x320)"),
     "int8": ("current", {"model_path": INT8}, "as default, with BlazeFace full-range converted to full int8 "
              "(`edge-emotion export-detector -f tflite -p int8`), calibrated on every 3rd clip frame and the scene photos"),
 }
@@ -115,10 +120,17 @@ def worker(spec: dict) -> None:
     if kwargs is None:
         det = EmotionDetector(threads=spec["threads"], **model)
     else:
-        from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+        from edge_emotion.runtime.face_detection import create_face_detector
 
-        det = EmotionDetector(threads=spec["threads"], face_detector=BlazeFaceDetector(threads=spec["threads"], **kwargs),
-                              **model)
+        kwargs = dict(kwargs)
+        name = kwargs.pop("detector", None)
+        if name is None:  # BlazeFace full-range with other settings (variant="full_sparse" picks the sparse weights)
+            from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+
+            fd = BlazeFaceDetector(threads=spec["threads"], **kwargs)
+        else:
+            fd = create_face_detector(name, threads=spec["threads"], **kwargs)
+        det = EmotionDetector(threads=spec["threads"], face_detector=fd, **model)
     frames = _frames(spec.get("frames"))
     fd = det.face_detector
     for f in frames[:20]:  # warm-up: every input shape the clip needs is built here

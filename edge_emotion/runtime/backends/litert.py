@@ -72,6 +72,11 @@ class LiteRTBackend(Backend):
         return tuple(int(v) for v in self._inp["shape"])
 
     @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        """Each output's shape, in the order :meth:`infer` returns them."""
+        return [tuple(int(v) for v in d["shape"]) for d in self._outs]
+
+    @property
     def input_dtype(self):
         return self._inp["dtype"]
 

@@ -1,4 +1,4 @@
-"""Face detectors: BlazeFace (default) and OpenCV's Haar cascade (fallback)."""
+"""Face detectors: BlazeFace (default), YuNet, and OpenCV's Haar cascade (fallback)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ __all__ = ["FaceBox", "FaceDetector", "create_face_detector", "iou_xywh", "DETEC
 # detector name -> BlazeFace variant (a key of blazeface.CONFIGS)
 BLAZEFACE_VARIANTS = {"blazeface": "full", "blazeface_full": "full", "blazeface_full_sparse": "full_sparse",
                       "blazeface_short": "short"}
-DETECTORS = ("auto", *BLAZEFACE_VARIANTS, "haar")
+DETECTORS = ("auto", *BLAZEFACE_VARIANTS, "yunet", "haar")
 
 
 def create_face_detector(name: str | FaceDetector = "auto", threads: int | None = None, providers: list | None = None,
@@ -31,6 +31,13 @@ def create_face_detector(name: str | FaceDetector = "auto", threads: int | None 
         return BlazeFaceDetector(BLAZEFACE_VARIANTS[name], threads=threads, providers=providers, **kwargs)
     high_res = kwargs.pop("high_res", "auto")
     input_side = kwargs.pop("input_side", None)
+    if name == "yunet":
+        from .yunet import YuNetDetector
+
+        if high_res == "on":
+            raise ValueError("high_res='on' needs BlazeFace (the tile pyramid); YuNet runs the whole frame at "
+                             "input_side (detector_side) network pixels: raise it for small faces")
+        return YuNetDetector(threads=threads, **({} if input_side is None else {"input_side": input_side}), **kwargs)
     if name == "haar":
         if high_res == "on":
             raise ValueError("high_res='on' needs BlazeFace (the tile pyramid); the Haar cascade scans every scale itself")

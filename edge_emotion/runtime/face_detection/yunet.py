@@ -1,0 +1,167 @@
+"""YuNet (libfacedetection) on LiteRT: a 53 k-parameter detector with three anchor-free levels.
+
+The weights are libfacedetection's own (BSD 3-clause, Shiqi Yu), laid out as a float TFLite file by
+:mod:`edge_emotion.export.yunet_rebuild` and shipped in ``weights/`` (see the project's NOTICE). The network takes
+a BGR image in 0..255 whose sides are multiples of 32; it is rewritten in memory for each frame shape
+(:mod:`..backends.litert_resize`, one interpreter per shape, built on first use). Decoding follows the library:
+a face's score is ``sqrt(sigmoid(cls) * sigmoid(obj))``, its box centre is ``(cell + offset) * stride`` and its
+size ``exp(log size) * stride``, then plain NMS at IoU 0.3.
+
+Its boxes are not BlazeFace's: they run from the forehead to the chin and are taller than wide, where
+BlazeFace's are about square. The emotion classifier's crop framing was measured on BlazeFace boxes, so
+:meth:`YuNetDetector.detect` maps each box to the BlazeFace box of the same face (:data:`TO_BLAZEFACE`,
+measured on matched faces) unless ``native_boxes=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ...errors import ModelError
+from ..image import downscale
+from .base import FaceBox, FaceDetector
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "face_detection_yunet.tflite"
+STRIDES = (8, 16, 32)
+ALIGN = 32
+# the frame's long side maps to this many network pixels by default (measured: benchmarks/face_detection.py)
+DEFAULT_SIDE = 224
+# YuNet box (x, y, w, h) -> the BlazeFace box of the same face, as fractions of the YuNet box: centre shift (dx, dy)
+# in box widths/heights and size (w, h) in box widths/heights. Medians over 227 faces both detectors find (IoU >= 0.5;
+# the sample clip, pascal_voc_faces and two scene photos): dy 0.046, w 1.09, h 0.80; dx measured -0.055 on faces
+# mostly turned one way in the clip, set to 0 (a mirrored face has the opposite shift)
+TO_BLAZEFACE = (0.0, 0.046, 1.09, 0.80)
+
+
+def _side(n: float) -> int:
+    return max(ALIGN, -(-int(round(n)) // ALIGN) * ALIGN)
+
+
+class _Level:
+    __slots__ = ("stride", "score", "box", "kps")
+
+    def __init__(self, stride: int, score: int, box: int, kps: int) -> None:
+        self.stride, self.score, self.box, self.kps = stride, score, box, kps
+
+
+class YuNetDetector(FaceDetector):
+    """YuNet face detection on LiteRT: ``detect(frame) -> list[FaceBox]`` (five landmarks each: the subject's
+    right eye, left eye, nose tip, right and left mouth corners).
+
+    ``input_side``: the frame's long side maps to this many network pixels (default :data:`DEFAULT_SIDE`; the
+    padded sides are multiples of 32); ``None`` runs the frame at its own size, as the library does. Fewer
+    pixels run faster and lose small faces.
+    """
+
+    name = "yunet"
+
+    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.7, nms_threshold: float = 0.3,
+                 input_side: int | None = DEFAULT_SIDE, threads: int | None = None, max_faces: int = 64,
+                 native_boxes: bool = False, model_content: bytes | None = None) -> None:
+        from ..backends.litert_resize import can_resize
+
+        if input_side is not None and (isinstance(input_side, bool) or not isinstance(input_side, (int, np.integer))
+                                       or input_side < ALIGN or input_side % ALIGN):
+            raise ValueError(f"input_side (detector_side, --detector-side) must be None or a positive multiple of "
+                             f"{ALIGN} for YuNet, got {input_side!r}")
+        if not 0 < score_threshold < 1:
+            raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold!r}")
+        if not can_resize():
+            from ...errors import BackendUnavailableError
+
+            raise BackendUnavailableError("YuNet runs on LiteRT: pip install ai-edge-litert")
+        if model_content is None:
+            path = Path(model_path) if model_path else WEIGHTS_FILE
+            if not path.is_file():
+                raise ModelError(f"YuNet model {path} is missing; reinstall edge-emotion")
+            model_content = path.read_bytes()
+            self.model_path = path
+        else:
+            self.model_path = Path(model_path or "<yunet in memory>")
+        self._content = model_content
+        self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
+        self.input_side = None if input_side is None else int(input_side)
+        self.threads, self.max_faces, self.native_boxes = threads, int(max_faces), bool(native_boxes)
+        self._inputs: dict[tuple[int, int], tuple] = {}
+        from ..backends.litert import LiteRTBackend
+
+        # opened as it is first: a corrupt file fails here, in LiteRT's own words, before any rewriting
+        self.backend = LiteRTBackend.from_content(model_content, self.model_path, threads=threads)
+        shape = self.backend.input_shape
+        if len(shape) != 4 or shape[3] != 3:
+            raise ModelError(f"{self.model_path}: not a YuNet model (input {shape}, expected 1 x H x W x 3)")
+        self._add_input(shape[1], shape[2], self.backend)
+
+    def _input(self, height: int, width: int):
+        if (height, width) not in self._inputs:
+            from ..backends.litert import LiteRTBackend
+            from ..backends.litert_resize import resize_input
+
+            content = resize_input(self._content, height, width)
+            self._add_input(height, width, LiteRTBackend.from_content(content, f"{self.model_path} at {height}x{width}",
+                                                                      threads=self.threads))
+            log.debug("YuNet: built a %dx%d input", height, width)
+        return self._inputs[(height, width)]
+
+    def _add_input(self, height: int, width: int, backend) -> None:
+        """Cache ``backend`` for this input size with the output index of each level's score, box and landmarks."""
+        outs = backend.output_shapes
+        levels = []
+        for stride in STRIDES:
+            gh, gw = height // stride, width // stride
+            idx = {s[-1]: i for i, s in enumerate(outs) if s[1:3] == (gh, gw)}
+            if sorted(idx) != [1, 4, 10]:
+                raise ModelError(f"{self.model_path}: not a YuNet model from edge_emotion.export.yunet_rebuild "
+                                 f"(outputs {outs})")
+            levels.append(_Level(stride, idx[1], idx[4], idx[10]))
+        self._inputs[(height, width)] = (backend, levels)
+
+    def input_shape_for(self, width: int, height: int) -> tuple[tuple[int, int], float]:
+        """The network input (height, width) for a frame of ``width`` x ``height``, and the frame's scale in it."""
+        scale = 1.0 if self.input_side is None else self.input_side / max(width, height)
+        return (_side(height * scale), _side(width * scale)), scale
+
+    def detect(self, frame: np.ndarray) -> list[FaceBox]:
+        h, w = frame.shape[:2]
+        (ih, iw), scale = self.input_shape_for(w, h)
+        backend, levels = self._input(ih, iw)
+        nw, nh = min(iw, max(1, round(w * scale))), min(ih, max(1, round(h * scale)))
+        tensor = np.zeros((1, ih, iw, 3), np.float32)
+        tensor[0, :nh, :nw] = frame if (nw, nh) == (w, h) else downscale(frame, (nw, nh))
+        outs = backend.infer(tensor)
+        t2 = self.score_threshold ** 2
+        boxes, scores, kps = [], [], []
+        for lv in levels:
+            prob = outs[lv.score][0, :, :, 0]
+            r, c = np.nonzero(prob > t2)
+            if not r.size:
+                continue
+            s = lv.stride
+            b = outs[lv.box][0, r, c]
+            k = outs[lv.kps][0, r, c].reshape(-1, 5, 2)
+            cx, cy = (c + b[:, 0]) * s, (r + b[:, 1]) * s
+            bw, bh = np.exp(np.clip(b[:, 2], -10, 10)) * s, np.exp(np.clip(b[:, 3], -10, 10)) * s
+            boxes.append(np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1))
+            kps.append(np.stack([(k[:, :, 0] + c[:, None]) * s, (k[:, :, 1] + r[:, None]) * s], axis=2))
+            scores.append(np.sqrt(prob[r, c]))
+        if not boxes:
+            return []
+        boxes, scores, kps = np.concatenate(boxes) / scale, np.concatenate(scores), np.concatenate(kps) / scale
+        keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold)
+        keep = np.asarray(keep, int).reshape(-1)[: self.max_faces]
+        return [self._face(boxes[i], float(scores[i]), kps[i]) for i in keep]
+
+    def _face(self, box: np.ndarray, score: float, kps: np.ndarray) -> FaceBox:
+        x, y, w, h = (float(v) for v in box)
+        if not self.native_boxes:
+            dx, dy, sw, sh = TO_BLAZEFACE
+            cx, cy = x + w / 2 + dx * w, y + h / 2 + dy * h
+            w, h = sw * w, sh * h
+            x, y = cx - w / 2, cy - h / 2
+        return FaceBox(x, y, w, h, score, kps.astype(np.float32))
