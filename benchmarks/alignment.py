@@ -1,10 +1,10 @@
 """Does eye-based alignment of face crops help? Measured on real FER-2013 PrivateTest faces.
 
-Each 48x48 test face is placed, upscaled to 128x128, in the middle of a 256x256 frame; the full pipeline (BlazeFace ->
-crop -> classifier) runs with ``align=False`` and ``align=True``; accuracy is compared on the
-faces found in both runs.
+Each 48x48 test face is placed, upscaled to 128x128, in the middle of a 256x256 frame; the full pipeline (the
+shipped face detector -> crop -> classifier) runs with ``align=False`` and ``align=True``; accuracy is compared on
+the faces found in both runs.
 
-    python -m benchmarks.alignment [--limit N] [--json OUT]
+    python -m benchmarks.alignment [--limit N] [--detector NAME] [--json OUT]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--json", default=None)
-    p.add_argument("--detector", default="blazeface_short")
+    p.add_argument("--detector", default="auto", help="face detector (default: the shipped one)")
     a = p.parse_args(argv)
     with np.load(SHARED / "fer2013.npz") as d:
         x, y = d["x_test"], d["y_test"]

@@ -10,11 +10,16 @@ so a slow or noisy moment of the machine hits every configuration alike; each ro
 found on the clip, and recall on ``pascal_voc_faces`` (ground truth at IoU >= 0.3) with the
 detections that match no ground-truth face.
 
+Photos: each face detector on the ``pascal_voc_faces`` photos as they are (recall, unmatched, ms per photo).
+
 Crowds: there are no crowd photos with ground truth here, so the ``pascal_voc_faces`` photos (43 boxed
 faces, 30-120 px) are laid out at their own size in k x k mosaics of 500-pixel cells: the same faces in
 frames of 500, 1000, 1500 and 2000 pixels (k = 4 repeats photos to fill the grid; every face is counted
-once per appearance). For each size: recall, unmatched detections and time per frame with
-``high_res`` off and on. ``auto`` switches it on from ``HIGH_RES_MIN_SIDE`` pixels.
+once per appearance). For each size, YuNet (the default) and BlazeFace full-range: recall, unmatched
+detections and time per frame with ``high_res`` off and on. ``auto`` switches it on from
+``HIGH_RES_MIN_SIDE`` pixels.
+
+Streams: ``stream()`` with a full detection every N frames, boxes held or searched near the last faces.
 """
 
 from __future__ import annotations
@@ -42,22 +47,22 @@ log = logging.getLogger("benchmarks.face_detection")
 # name -> (code, BlazeFaceDetector keyword arguments (or "detector": a create_face_detector name and its
 # arguments) or None for the default EmotionDetector, what it is)
 CONFIGS: dict[str, tuple[str, dict | None, str]] = {
-    "baseline": ("baseline", None, "the code before #16: letterbox by one INTER_AREA resize into 192x192"),
-    "square": ("current", {"fit": "square"}, "fast letterbox (2x area halvings), only candidates decoded; 192x192 input"),
-    "default": ("current", None, "EmotionDetector() as shipped: also fit='aspect', a 640x360 frame at 160x192 (model rewritten in memory)"),
-    "sparse": ("current", {"variant": "full_sparse"}, "as default, with the sparse full-range weights (the same network, "
-               "sparse kernels in XNNPACK)"),
+    "baseline": ("baseline", None, "the code before #16: BlazeFace full-range, letterbox by one INTER_AREA resize into 192x192"),
+    "default": ("current", None, "EmotionDetector() as shipped: YuNet, the frame's long side at 224 network pixels (a 640x360 "
+                "frame at 128x224; model rewritten in memory)"),
     "one_pass": ("current", None, "as default, with the default model's one-pass int8 export (the classifier cost the "
                  "baseline had: the shipped model averages each face with its mirror image, twice the classifier's work)"),
-    "side160": ("current", {"input_side": 160}, "as default, fewer pixels: the frame's long side at 160 network pixels "
-                "instead of 192 (`detector_side=160`; a 640x360 frame at 128x160)"),
-    "side256": ("current", {"input_side": 256}, "as default, more pixels: the long side at 256 (`detector_side=256`; "
-                "a 640x360 frame at 192x256)"),
-    "yunet": ("current", {"detector": "yunet"}, "YuNet (libfacedetection's weights, float TFLite) instead of BlazeFace: "
-              "the frame's long side at 224 network pixels, a 640x360 frame at 128x224 (`face_detector='yunet'`)"),
-    "yunet320": ("current", {"detector": "yunet", "input_side": 320}, "YuNet, the long side at 320 network pixels "
-                 "(a 640x360 frame at 192x320)"),
-    "int8": ("current", {"model_path": INT8}, "as default, with BlazeFace full-range converted to full int8 "
+    "yunet320": ("current", {"detector": "yunet", "input_side": 320}, "as default, more pixels: YuNet with the long side at "
+                 "320 (`detector_side=320`; a 640x360 frame at 192x320)"),
+    "blazeface": ("current", {}, "BlazeFace full-range as #16 tuned it (`face_detector='blazeface'`): fast letterbox, only "
+                  "candidates decoded, fit='aspect' (a 640x360 frame at 160x192)"),
+    "square": ("current", {"fit": "square"}, "as blazeface with a square 192x192 input"),
+    "sparse": ("current", {"variant": "full_sparse"}, "as blazeface, with the sparse full-range weights (the same network, "
+               "sparse kernels in XNNPACK)"),
+    "side160": ("current", {"input_side": 160}, "as blazeface, fewer pixels: the long side at 160 network pixels "
+                "(`detector_side=160`; a 640x360 frame at 128x160)"),
+    "side256": ("current", {"input_side": 256}, "as blazeface, more pixels: the long side at 256 (a 640x360 frame at 192x256)"),
+    "int8": ("current", {"model_path": INT8}, "as blazeface, with BlazeFace full-range converted to full int8 "
              "(`edge-emotion export-detector -f tflite -p int8`), calibrated on every 3rd clip frame and the scene photos"),
 }
 
@@ -302,22 +307,29 @@ def _mosaics(k: int, cell: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def crowds(threads: int, sizes=(1, 2, 3, 4)) -> list[dict]:
-    """Recall, unmatched detections and time per frame of the whole-frame pass and of high_res, per frame size."""
-    from edge_emotion.runtime.face_detection.blazeface import HIGH_RES_MIN_SIDE, BlazeFaceDetector
+    """Recall, unmatched detections and time per frame, per frame size, of the default (YuNet: one pass at 224 network
+    pixels, or with ``high_res`` at the frame's own resolution) and of BlazeFace full-range (one 192-pixel pass, or
+    with ``high_res`` the tile pyramid)."""
+    from edge_emotion.runtime.face_detection.base import HIGH_RES_MIN_SIDE
+    from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
+    from edge_emotion.runtime.face_detection.yunet import YuNetDetector
 
-    dets = {m: BlazeFaceDetector("full", threads=threads, high_res=m, max_faces=256) for m in ("off", "on")}
     calls = {"n": 0}
-    inner = dets["on"].detect_region
+    dets = {("yunet", m): YuNetDetector(threads=threads, high_res=m, max_faces=256) for m in ("off", "on")}
+    tiled = BlazeFaceDetector("full", threads=threads, high_res="on", max_faces=256)
+    inner = tiled.detect_region
 
     def counting(*a, **k):
         calls["n"] += 1
         return inner(*a, **k)
 
-    dets["on"].detect_region = counting
+    tiled.detect_region = counting
+    dets.update({("blazeface", "off"): BlazeFaceDetector("full", threads=threads, high_res="off", max_faces=256),
+                 ("blazeface", "on"): tiled})
     rows = []
     for k in sizes:
         frames = _mosaics(k)
-        for mode, det in dets.items():
+        for (name, mode), det in dets.items():
             times, pairs = [], []
             for img, boxes in frames:
                 det.detect(img)  # builds the input shapes this size needs
@@ -328,12 +340,42 @@ def crowds(threads: int, sizes=(1, 2, 3, 4)) -> list[dict]:
                 pairs.append((boxes, _xywh(pred)))
             c = compare(pairs)
             found, total, unmatched = c["total"] - c["missed"], c["total"], c["extra"]
-            rows.append({"side": k * 500, "frames": len(frames), "high_res": mode, "found": found, "total": total,
-                         "unmatched": unmatched, "ms_per_frame": 1000 * float(np.median(times)),
-                         "calls_per_frame": calls["n"] if mode == "on" else 1,
+            rows.append({"side": k * 500, "frames": len(frames), "detector": name, "high_res": mode, "found": found,
+                         "total": total, "unmatched": unmatched, "ms_per_frame": 1000 * float(np.median(times)),
+                         "calls_per_frame": calls["n"] if det is tiled else 1,
                          "auto_uses_it": k * 500 >= HIGH_RES_MIN_SIDE})
-            log.info("crowds %dpx high_res=%s: %d/%d, %d unmatched, %.1f ms", k * 500, mode, found, total, unmatched,
-                     rows[-1]["ms_per_frame"])
+            log.info("crowds %dpx %s high_res=%s: %d/%d, %d unmatched, %.1f ms", k * 500, name, mode, found, total,
+                     unmatched, rows[-1]["ms_per_frame"])
+    return rows
+
+
+def photos(threads: int, repeats: int = 20) -> list[dict]:
+    """Each detector on the ``pascal_voc_faces`` photos as they are (about 500x375): recall, unmatched detections and
+    the mean over the photos of each photo's median time."""
+    import cv2
+
+    from edge_emotion.runtime.face_detection import create_face_detector
+
+    gt = json.loads((SCENES / "pascal_voc_faces" / "face_boxes.json").read_text())["images"]
+    imgs = [(cv2.imread(str(SCENES / "pascal_voc_faces" / n)), np.array(r["faces"], float).reshape(-1, 4)) for n, r in gt.items()]
+    rows = []
+    for name in ("yunet", "blazeface_full", "blazeface_full_sparse", "blazeface_short", "haar"):
+        det = create_face_detector(name, threads=threads)
+        pairs, ms = [], []
+        for img, boxes in imgs:
+            det.detect(img)
+            ts = []
+            for _ in range(repeats if name != "haar" else 3):
+                t0 = time.perf_counter()
+                pred = det.detect(img)
+                ts.append(time.perf_counter() - t0)
+            ms.append(1000 * float(np.median(ts)))
+            pairs.append((boxes, _xywh(pred)))
+        c = compare(pairs)
+        rows.append({"detector": name, "found": c["total"] - c["missed"], "total": c["total"], "unmatched": c["extra"],
+                     "ms_per_photo": float(np.mean(ms))})
+        log.info("photos %s: %d/%d, %d unmatched, %.1f ms", name, *[rows[-1][k] for k in ("found", "total", "unmatched",
+                                                                                           "ms_per_photo")])
     return rows
 
 
@@ -388,13 +430,20 @@ def to_markdown(res: dict) -> str:
                       f"{v['images']} images: {v['found']}/{v['reference_faces']} faces found again ({100 * v['recall']:.1f} %, "
                       f"gate {100 * v['recall_gate']:.0f} %), {v['extra']} extra, median IoU {v['median_iou']:.3f}, "
                       f"{v['size_bytes'] / 1e6:.2f} MB: **{'passes' if v['passed'] else 'rejected'}**.", ""]
+    if res.get("photos"):
+        lines += ["Each detector on the `pascal_voc_faces` photos as they are (about 500x375; mean of each photo's median "
+                  "time).", "", "| detector | recall | unmatched | ms per photo |", "|---|---:|---:|---:|"]
+        for r in res["photos"]:
+            lines.append(f"| {r['detector']} | {r['found']}/{r['total']} | {r['unmatched']} | {r['ms_per_photo']:.1f} |")
+        lines.append("")
     if res.get("crowds"):
         lines += ["Small faces in large frames: `pascal_voc_faces` photos at their own size in k x k mosaics of 500-px cells "
-                  "(median time per frame).", "",
-                  "| frame side | frames | high_res | recall | unmatched | ms/frame | network calls/frame | auto |",
-                  "|---:|---:|---|---:|---:|---:|---:|---|"]
+                  "(median time per frame). high_res on: YuNet runs the frame at its own resolution, BlazeFace adds the "
+                  "tile pyramid.", "",
+                  "| frame side | frames | detector | high_res | recall | unmatched | ms/frame | network calls/frame | auto |",
+                  "|---:|---:|---|---|---:|---:|---:|---:|---|"]
         for r in res["crowds"]:
-            lines.append(f"| {r['side']} | {r['frames']} | {r['high_res']} | {r['found']}/{r['total']} | {r['unmatched']} "
+            lines.append(f"| {r['side']} | {r['frames']} | {r['detector']} | {r['high_res']} | {r['found']}/{r['total']} | {r['unmatched']} "
                          f"| {r['ms_per_frame']:.1f} | {r['calls_per_frame']} | {'on' if r['auto_uses_it'] else 'off'} |")
         lines.append("")
     if res.get("streams"):
@@ -434,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"rows": []} if args.no_speed else run(args)
     # the classifier this code's rows, crowds and streams ran (the baseline runs its own; one_pass a one-pass export)
     res["classifier"] = measured_file(resolve_model(None))
+    res["photos"] = photos(args.threads)
     if not args.no_crowds:
         res["crowds"] = crowds(args.threads)
     if not args.no_streams:

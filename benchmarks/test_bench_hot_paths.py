@@ -33,7 +33,7 @@ def test_detect_sample_image(benchmark, detector, sample_frame):
     benchmark.extra_info.update(measured_file(detector.classifier.path))
 
 
-@pytest.mark.parametrize("variant", ["blazeface_full", "blazeface_short", "haar"])
+@pytest.mark.parametrize("variant", ["yunet", "blazeface_full", "blazeface_short", "haar"])
 def test_face_detection_640x480(benchmark, variant, frame_640x480):
     from edge_emotion.runtime.face_detection import create_face_detector
 

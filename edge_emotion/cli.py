@@ -24,16 +24,17 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "fastest", *backend_names()],
                    help="runtime backend (default: from the model file's suffix; fastest: measured once on this device)")
     p.add_argument("--face-detector", default="auto", choices=list(DETECTORS),
-                   help="face detector (default: BlazeFace full-range, Haar fallback)")
+                   help="face detector (default: YuNet, Haar fallback)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per runtime (default: up to 4)")
     p.add_argument("--providers", default=None,
                    help="comma-separated ONNX Runtime execution providers, e.g. CUDAExecutionProvider,CPUExecutionProvider")
     p.add_argument("--align", action="store_true", help="rotate face crops so the eyes are level")
     p.add_argument("--high-res", default="auto", choices=["auto", "on", "off"],
-                   help="tile large frames to find small faces (default: %(default)s = frames from 1000 px; costs a "
-                        "detector call per tile)")
+                   help="look harder for small faces in large frames (default: %(default)s = frames from 1000 px; YuNet "
+                        "runs them at their own resolution, BlazeFace adds tiles)")
     p.add_argument("--detector-side", type=int, default=None, metavar="PX",
-                   help="BlazeFace's input for the frame's long side, a multiple of 32 (default: the model's 192); "
+                   help="the face detector's network pixels for the frame's long side, a multiple of 32 (default: YuNet "
+                        "224, BlazeFace 192); "
                         "fewer pixels are faster and miss small faces, more find smaller faces (README)")
 
 

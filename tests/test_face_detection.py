@@ -72,16 +72,18 @@ def test_unknown_detector_name_is_a_clear_error():
 
 def test_auto_falls_back_to_haar_with_a_log_line(monkeypatch, caplog):
     from edge_emotion.errors import BackendUnavailableError
-    from edge_emotion.runtime.face_detection import blazeface
+    from edge_emotion.runtime.face_detection import yunet
 
     def missing(*a, **k):
         raise BackendUnavailableError("weights not installed")
 
-    monkeypatch.setattr(blazeface.BlazeFaceDetector, "__init__", missing)
+    monkeypatch.setattr(yunet.YuNetDetector, "__init__", missing)
     with caplog.at_level("WARNING"):
         det = create_face_detector("auto")
     assert det.name == "haar"
     assert "Haar" in caplog.text and "weights not installed" in caplog.text and "pip install ai-edge-litert" in caplog.text
+    with pytest.raises(BackendUnavailableError, match="weights not installed"):  # asked for by name: no silent fallback
+        create_face_detector("yunet")
 
 
 @pytest.mark.slow
@@ -299,10 +301,12 @@ def test_high_res_reaches_the_detector_from_the_public_api():
     assert EmotionDetector(high_res="off").face_detector.high_res == "off"
     assert EmotionDetector().face_detector.high_res == "auto"
     assert create_face_detector("haar", high_res="off").name == "haar"
-    with pytest.raises(ValueError, match="needs BlazeFace"):
+    with pytest.raises(ValueError, match="needs YuNet or BlazeFace"):
         create_face_detector("haar", high_res="on")
     with pytest.raises(ValueError, match="high_res must be one of"):
         EmotionDetector(high_res="max")
+    with pytest.raises(ValueError, match="high_res must be one of"):
+        EmotionDetector(face_detector="blazeface", high_res="max")
 
 
 def test_detector_side_trades_network_pixels_for_small_faces(scenes):
@@ -332,7 +336,9 @@ def test_detector_side_reaches_the_detector_and_bad_sides_are_refused():
     from edge_emotion.runtime.face_detection.blazeface import BlazeFaceDetector
 
     assert EmotionDetector(detector_side=256).face_detector.input_side == 256
-    assert EmotionDetector().face_detector.input_side == 192
+    assert EmotionDetector().face_detector.input_side == 224  # YuNet's default
+    assert EmotionDetector(face_detector="blazeface", detector_side=256).face_detector.input_side == 256
+    assert EmotionDetector(face_detector="blazeface").face_detector.input_side == 192
     for bad in (100, 0, -32, 12.5, True, "256"):
         with pytest.raises(ValueError, match="multiple of 32"):
             BlazeFaceDetector(input_side=bad)
@@ -341,7 +347,7 @@ def test_detector_side_reaches_the_detector_and_bad_sides_are_refused():
     assert BlazeFaceDetector("short", input_side=128).input_side == 128  # its own size is accepted
     with pytest.raises(ValueError, match="several anchor grids"):
         BlazeFaceDetector("short", input_side=256)
-    with pytest.raises(ValueError, match="needs BlazeFace"):
+    with pytest.raises(ValueError, match="needs YuNet or BlazeFace"):
         EmotionDetector(face_detector="haar", detector_side=256)
 
 

@@ -120,9 +120,9 @@ def test_very_large_and_strided_frames(detector, astronaut):
     import cv2
 
     big = cv2.resize(astronaut, (4096, 4096))
-    faces = detector.detect(big)  # 4096 px: high_res="auto" adds the tile pyramid
+    faces = detector.detect(big)  # 4096 px: high_res="auto" adds a pass at the frame's own resolution
     assert faces[0].box[2] > 600 and faces[0].score > 0.9
-    # the tiles see the 8x-upscaled mission patch at face scale: one 43-px detection (score 0.74), measured
+    # that pass sees the 8x-upscaled mission patch at face scale: one 66-px detection (score 0.82), measured
     assert len(faces) <= 2 and all(f.box[2] < 100 for f in faces[1:])
     col = np.ascontiguousarray(np.repeat(astronaut, 2, axis=1))[:, ::2]  # non-contiguous, same image
     assert detector.detect(col)[0].box == detector.detect(astronaut)[0].box

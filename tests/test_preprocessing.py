@@ -21,7 +21,7 @@ def face(face_box) -> tuple[int, int, int]:
     """The sample photo's face as a square (x, y, side) of whole pixels, as the default pipeline finds it."""
     x, y, w, h = face_box
     side = int(round(max(w, h)))
-    assert side > 100  # a face that the 48-px models' crop shrinks
+    assert side > 2 * 48  # a face that the 48-px models' crop shrinks
     return int(round(x)), int(round(y)), side
 
 

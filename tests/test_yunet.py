@@ -62,8 +62,8 @@ def test_yunet_bad_settings_and_files_are_clear_errors(tmp_path):
         YuNetDetector(input_side=100)
     with pytest.raises(ValueError, match="score_threshold"):
         YuNetDetector(score_threshold=1.5)
-    with pytest.raises(ValueError, match="tile pyramid"):
-        create_face_detector("yunet", high_res="on")
+    with pytest.raises(ValueError, match="high_res"):
+        create_face_detector("yunet", high_res="always")
     bad = tmp_path / "yunet.tflite"
     bad.write_bytes(b"not a flatbuffer" * 64)
     with pytest.raises(ModelError):

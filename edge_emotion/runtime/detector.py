@@ -42,25 +42,26 @@ class EmotionDetector:
             artifact measured fastest on this device, measured once and cached per device and model
             (:func:`edge_emotion.doctor.fastest_backend`); for a model file, the same as ``auto``
             (a file runs on the one backend its format names).
-        face_detector: ``auto`` (BlazeFace full-range, Haar fallback), ``blazeface_full``,
-            ``blazeface_short``, ``haar``, or a :class:`FaceDetector` instance.
+        face_detector: ``auto`` (YuNet, Haar fallback), ``yunet``, ``blazeface`` (full-range),
+            ``blazeface_full_sparse``, ``blazeface_short``, ``haar``, or a :class:`FaceDetector` instance.
         threads: CPU threads for each runtime (default: up to 4).
         providers: ONNX Runtime execution providers, passed through (e.g.
             ``["CUDAExecutionProvider", "CPUExecutionProvider"]``).
         margin: extra context around each face box, as a fraction of its size
             (default: the model's metadata ``crop_margin``).
-        align: rotate crops so the eyes are level (needs landmarks; BlazeFace gives them).
+        align: rotate crops so the eyes are level (needs landmarks; YuNet and BlazeFace give them).
             Off by default: on FER-2013 test faces it did not help (see README).
         shift_y: move the crop centre by this many box heights (negative: up), so crops are
             framed like the training faces (default: the model's metadata ``crop_shift_y``).
         min_face_score: face-detector score threshold (default: the detector's own).
         max_faces: at most this many faces per frame, best first.
-        high_res: small faces in large frames (BlazeFace): ``auto`` adds a pyramid of overlapping tiles to
-            frames whose long side is at least 1,000 px, ``on`` to every frame larger than a tile, ``off``
-            never. It costs one detector call per tile (about 17 for a 1000 x 1000 frame; README).
-        detector_side: BlazeFace full-range's input for the frame's long side, in network pixels (default: the
-            model's 192; a multiple of 32). Fewer run faster and lose small faces, more find smaller faces
-            at a higher cost; measured per side in the README.
+        high_res: small faces in large frames: ``auto`` for frames whose long side is at least 1,000 px,
+            ``on`` for every frame larger than the detector's input, ``off`` never. YuNet then runs the frame at
+            its own resolution (one pass), BlazeFace adds a pyramid of overlapping tiles (a detector call per
+            tile, about 17 for a 1000 x 1000 frame); both measured in the README.
+        detector_side: the face detector's network pixels for the frame's long side (a multiple of 32;
+            default: YuNet 224, BlazeFace full-range 192). Fewer run faster and lose small faces, more find
+            smaller faces at a higher cost; measured per side in the README.
 
     Thread safety: one instance serialises its calls with a lock, so it may be shared by
     threads; for parallel throughput give each thread its own instance.

@@ -77,7 +77,7 @@ class Stream:
             :class:`FrameSource`.
         detect_every: run the full face detector every N frames of a source, track in between.
         between: what the frames between full detections do. ``hold`` (default): reuse the last boxes.
-            ``near``: search only around the last frame's faces (96x96 input each; BlazeFace on LiteRT, see
+            ``near``: search only around the last frame's faces (96x96 input each; YuNet, or BlazeFace on LiteRT, see
             :attr:`EmotionDetector.can_detect_near`), so boxes follow moving faces. Measured on the sample clip
             (README): ``near`` cost about two thirds of a full detection and missed about as many faces as
             ``hold`` (7 % vs 5 % at N=3, 14 % vs 17 % at N=10), so ``hold`` is the default.
@@ -102,7 +102,7 @@ class Stream:
         if between not in ("near", "hold"):
             raise ValueError(f"between must be 'hold' or 'near', got {between!r}")
         if between == "near" and not getattr(detector, "can_detect_near", False):
-            raise ValueError("between='near' needs a detector that can search near known faces (BlazeFace on LiteRT); "
+            raise ValueError("between='near' needs a detector that can search near known faces (YuNet, or BlazeFace on LiteRT); "
                              "use between='hold'")
         self.between = between
         if max_frames is not None and max_frames < 0:

@@ -92,16 +92,16 @@ def run(args: argparse.Namespace) -> int:
     if args.expect_package and not str(pkg_dir).startswith(str(Path(args.expect_package).resolve())):
         errors.append(f"edge_emotion was imported from {pkg_dir}, not from the installed wheel in {args.expect_package}")
     weights = sorted(p.name for p in (pkg_dir / "runtime" / "face_detection" / "weights").glob("*.tflite"))
-    out["edge_emotion"]["blazeface_weights"] = weights
+    out["edge_emotion"]["detector_weights"] = weights
 
     summary = []
     data = _shared_data()
     if parts & {"sample", "stream"}:
-        det = EmotionDetector(threads=args.threads)  # the default: bundled int8 model, BlazeFace full-range
+        det = EmotionDetector(threads=args.threads)  # the default: bundled int8 model, YuNet
         fd = det.face_detector
-        if not fd.name.startswith("blazeface"):
-            errors.append(f"the default face detector is {fd.name!r}, not BlazeFace (the Haar fallback); bundled "
-                          f"BlazeFace weights in the installed package: {weights or 'none'} (expected in "
+        if fd.name != "yunet":
+            errors.append(f"the default face detector is {fd.name!r}, not YuNet (the Haar fallback); bundled "
+                          f"detector weights in the installed package: {weights or 'none'} (expected in "
                           "edge_emotion/runtime/face_detection/weights/ - are they in the wheel's package data?)")
         t = lap("load_default", t)
 
@@ -316,7 +316,7 @@ def compare(args: argparse.Namespace) -> int:
                  f"{sum(ast['faces_per_frame'])} vs {sum(rst['faces_per_frame'])}; same face count on {same_n}/"
                  f"{min(ast['frames'], rst['frames'])} frames; same emotion on {sum(p == q for p, q in pairs)}/"
                  f"{len(pairs)} of their faces (box IoU min {min(ious, default=1):.3f}, mean "
-                 f"{sum(ious) / max(len(ious), 1):.3f}; the fp32 BlazeFace boxes differ by a pixel or so)")
+                 f"{sum(ious) / max(len(ious), 1):.3f}; the fp32 detector's boxes differ by a pixel or so)")
     if ast["frames"] != rst["frames"]:
         fails.append(f"stream: {ast['frames']} frames on {a_m}, {rst['frames']} on {r_m}")
     if sum(rst["faces_per_frame"]) and not sum(ast["faces_per_frame"]):

@@ -99,7 +99,7 @@ WHEEL=$(ls "$RUN"/dist/edge_emotion-*.whl)
 rm -rf "$SRC"
 # pure Python: one install, imported by both the x86 and the aarch64 run
 "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$RUN/pkg" "$WHEEL"
-say "$(basename "$WHEEL") ($(du -h "$WHEEL" | cut -f1)); BlazeFace weights in it: $(find "$RUN/pkg/edge_emotion" \
+say "$(basename "$WHEEL") ($(du -h "$WHEEL" | cut -f1)); face detector weights in it: $(find "$RUN/pkg/edge_emotion" \
     -path '*/face_detection/weights/*.tflite' | wc -l)"
 done_phase wheel
 
@@ -209,7 +209,7 @@ arm_check() {  # OUT PARTS: check.py under qemu-aarch64 in the arm64 userland
         qemu-aarch64-static -cpu "$QEMU_CPU" -L "$RFS" "$ARM_PY" -s "$HERE/check.py" run \
         --out "$1" --parts "$2" "${CHECK_ARGS[@]}"
 }
-# emulation is slow (fp32 NEON goes through softfloat: BlazeFace takes ~2 s a frame, the int8 classifier ~0.25 s a
+# emulation is slow (fp32 NEON goes through softfloat: BlazeFace took ~2 s a frame, the int8 classifier ~0.25 s a
 # face), so the parts run as separate processes that share the cores: the sample image and the stream | the LiteRT
 # classifier | the ONNX Runtime classifier (each takes about as long as the others)
 case $JOBS in

@@ -7,6 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Shared by the network detectors (YuNet, BlazeFace):
+HIGH_RES = ("auto", "on", "off")
+# high_res="auto" works harder for small faces in frames whose long side is at least this: YuNet runs them at their
+# own resolution, BlazeFace adds its tile pyramid (measured on pascal_voc_faces mosaics, benchmarks/face_detection.py:
+# at 1,000 px the plain passes find 19 (YuNet, 224 px) and 10 (BlazeFace, 192 px) of 43 faces; at 500 px they
+# already find 43 and 40)
+HIGH_RES_MIN_SIDE = 1000
+# tracker-guided detection (detect_near): each tracked box's region adds this many box sides on every side and
+# runs at NEAR_INPUT x NEAR_INPUT network pixels (a face a third of the region spans 32 of them)
+NEAR_CONTEXT = 1.0
+NEAR_INPUT = 96
+
 
 @dataclass
 class FaceBox:

@@ -20,7 +20,7 @@ from ...errors import ModelError
 from ...formats import FORMATS, all_precisions
 from ..crop import square_box
 from ..image import downscale
-from .base import FaceBox, FaceDetector, iou_xywh
+from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector, iou_xywh
 from .tiling import detect_tiled, merge
 
 log = logging.getLogger(__name__)
@@ -57,16 +57,8 @@ CONFIGS = {
                                    0.1484375, 0.75, 0.0, 0.6, align=32),
 }
 FITS = ("auto", "aspect", "square")
-HIGH_RES = ("auto", "on", "off")
-# high_res="auto" adds the tile pyramid (tiling.py) to frames whose long side is at least this (measured:
-# benchmarks/face_detection.py, pascal_voc_faces mosaics; see README)
-HIGH_RES_MIN_SIDE = 1000
 # the smallest face full-range finds reliably, in input pixels (the sample face is missed at 11-12 px, found from 14)
 MIN_FACE_INPUT_PX = 14
-# tracker-guided detection (detect_near): each tracked box's region adds this many box sides on every side,
-# and runs at NEAR_INPUT x NEAR_INPUT (a rewritten model: about a quarter of a 192x192 call)
-NEAR_CONTEXT = 1.0
-NEAR_INPUT = 96
 # fit="aspect" keeps at least this much black (input pixels) on each side of the frame's short side. With a
 # tight fit (16:9 at 128x192, 10 px) scores ran ~0.09 lower in logit than at 192x192 and three
 # pascal_voc_faces faces near the 0.6 threshold were lost (38/43); with 16 px the recall is the square

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from ...errors import ModelError
+from ..crop import square_box
 from ..image import downscale
-from .base import FaceBox, FaceDetector
+from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,23 @@ STRIDES = (8, 16, 32)
 ALIGN = 32
 # the frame's long side maps to this many network pixels by default (measured: benchmarks/face_detection.py)
 DEFAULT_SIDE = 224
+# the smallest face the whole-frame pass finds reliably, in network pixels (its finest level has stride 8). With
+# high_res, the pass at the frame's own resolution keeps faces up to twice that size as the whole-frame pass sees it;
+# larger ones come from the whole-frame pass (on a 4096-pixel upscale of the sample photo the fine pass finds only
+# pieces of the 850-pixel face, and on a 2048-pixel one a 255-pixel false face)
+MIN_FACE_INPUT_PX = 10
 # YuNet box (x, y, w, h) -> the BlazeFace box of the same face, as fractions of the YuNet box: centre shift (dx, dy)
 # in box widths/heights and size (w, h) in box widths/heights. Medians over 227 faces both detectors find (IoU >= 0.5;
 # the sample clip, pascal_voc_faces and two scene photos): dy 0.046, w 1.09, h 0.80; dx measured -0.055 on faces
 # mostly turned one way in the clip, set to 0 (a mirrored face has the opposite shift)
 TO_BLAZEFACE = (0.0, 0.046, 1.09, 0.80)
+
+
+def _inside_fraction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M): the fraction of each box of ``a`` (x, y, w, h) that lies inside each box of ``b``."""
+    ix = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    iy = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return np.clip(ix, 0, None) * np.clip(iy, 0, None) / np.maximum(a[:, None, 2] * a[:, None, 3], 1e-9)
 
 
 def _side(n: float) -> int:
@@ -55,21 +69,27 @@ class YuNetDetector(FaceDetector):
     right eye, left eye, nose tip, right and left mouth corners).
 
     ``input_side``: the frame's long side maps to this many network pixels (default :data:`DEFAULT_SIDE`; the
-    padded sides are multiples of 32); ``None`` runs the frame at its own size, as the library does. Fewer
+    padded sides are multiples of 32); ``None`` runs every frame at its own size, as the library does. Fewer
     pixels run faster and lose small faces.
+
+    ``high_res``: small faces in large frames. ``auto`` adds a pass at the frame's own resolution for frames whose
+    long side is at least :data:`HIGH_RES_MIN_SIDE` (its cost follows the pixels), ``on`` for every frame larger
+    than ``input_side``, ``off`` for none; faces from both passes are merged by one NMS.
     """
 
     name = "yunet"
 
     def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.7, nms_threshold: float = 0.3,
                  input_side: int | None = DEFAULT_SIDE, threads: int | None = None, max_faces: int = 64,
-                 native_boxes: bool = False, model_content: bytes | None = None) -> None:
+                 high_res: str = "auto", native_boxes: bool = False, model_content: bytes | None = None) -> None:
         from ..backends.litert_resize import can_resize
 
         if input_side is not None and (isinstance(input_side, bool) or not isinstance(input_side, (int, np.integer))
                                        or input_side < ALIGN or input_side % ALIGN):
             raise ValueError(f"input_side (detector_side, --detector-side) must be None or a positive multiple of "
                              f"{ALIGN} for YuNet, got {input_side!r}")
+        if high_res not in HIGH_RES:
+            raise ValueError(f"high_res must be one of {', '.join(HIGH_RES)}, got {high_res!r}")
         if not 0 < score_threshold < 1:
             raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold!r}")
         if not can_resize():
@@ -87,6 +107,7 @@ class YuNetDetector(FaceDetector):
         self._content = model_content
         self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self.input_side = None if input_side is None else int(input_side)
+        self.high_res = high_res
         self.threads, self.max_faces, self.native_boxes = threads, int(max_faces), bool(native_boxes)
         self._inputs: dict[tuple[int, int], tuple] = {}
         from ..backends.litert import LiteRTBackend
@@ -122,21 +143,23 @@ class YuNetDetector(FaceDetector):
             levels.append(_Level(stride, idx[1], idx[4], idx[10]))
         self._inputs[(height, width)] = (backend, levels)
 
-    def input_shape_for(self, width: int, height: int) -> tuple[tuple[int, int], float]:
-        """The network input (height, width) for a frame of ``width`` x ``height``, and the frame's scale in it."""
-        scale = 1.0 if self.input_side is None else self.input_side / max(width, height)
+    def input_shape_for(self, width: int, height: int, side: int | None = None) -> tuple[tuple[int, int], float]:
+        """The network input (height, width) for a frame of ``width`` x ``height`` whose long side maps to ``side``
+        network pixels (``None``: the frame's own size), and the frame's scale in it."""
+        scale = 1.0 if side is None else side / max(width, height)
         return (_side(height * scale), _side(width * scale)), scale
 
-    def detect(self, frame: np.ndarray) -> list[FaceBox]:
-        h, w = frame.shape[:2]
-        (ih, iw), scale = self.input_shape_for(w, h)
+    def _candidates(self, view: np.ndarray, side: int | None):
+        """Boxes (N, 4: x, y, w, h), scores (N,) and landmarks (N, 5, 2) above the threshold, in ``view`` pixels."""
+        h, w = view.shape[:2]
+        (ih, iw), scale = self.input_shape_for(w, h, side)
         backend, levels = self._input(ih, iw)
         nw, nh = min(iw, max(1, round(w * scale))), min(ih, max(1, round(h * scale)))
         tensor = np.zeros((1, ih, iw, 3), np.float32)
-        tensor[0, :nh, :nw] = frame if (nw, nh) == (w, h) else downscale(frame, (nw, nh))
+        tensor[0, :nh, :nw] = view if (nw, nh) == (w, h) else downscale(view, (nw, nh))
         outs = backend.infer(tensor)
         t2 = self.score_threshold ** 2
-        boxes, scores, kps = [], [], []
+        boxes, scores, kps = [np.zeros((0, 4))], [np.zeros(0)], [np.zeros((0, 5, 2))]
         for lv in levels:
             prob = outs[lv.score][0, :, :, 0]
             r, c = np.nonzero(prob > t2)
@@ -150,12 +173,56 @@ class YuNetDetector(FaceDetector):
             boxes.append(np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1))
             kps.append(np.stack([(k[:, :, 0] + c[:, None]) * s, (k[:, :, 1] + r[:, None]) * s], axis=2))
             scores.append(np.sqrt(prob[r, c]))
-        if not boxes:
+        return np.concatenate(boxes) / scale, np.concatenate(scores), np.concatenate(kps) / scale
+
+    def _faces(self, boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray) -> list[FaceBox]:
+        if not len(scores):
             return []
-        boxes, scores, kps = np.concatenate(boxes) / scale, np.concatenate(scores), np.concatenate(kps) / scale
         keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold)
         keep = np.asarray(keep, int).reshape(-1)[: self.max_faces]
         return [self._face(boxes[i], float(scores[i]), kps[i]) for i in keep]
+
+    def uses_high_res(self, width: int, height: int) -> bool:
+        """Whether :meth:`detect` adds a pass at the frame's own resolution for a frame of this size."""
+        long = max(width, height)
+        return self.input_side is not None and long > self.input_side and (
+            self.high_res == "on" or (self.high_res == "auto" and long >= HIGH_RES_MIN_SIDE))
+
+    def detect(self, frame: np.ndarray) -> list[FaceBox]:
+        h, w = frame.shape[:2]
+        whole = self._candidates(frame, self.input_side)
+        if not self.uses_high_res(w, h):
+            return self._faces(*whole)
+        # high_res: the frame at its own resolution finds the small faces; the whole-frame pass keeps the large ones,
+        # which the fine pass sees only in pieces. A fine detection is kept if it is small for the whole-frame pass (up
+        # to twice MIN_FACE_INPUT_PX as that pass sees it) and not mostly inside a face that pass found.
+        fine = self._candidates(frame, None)
+        keep = np.maximum(fine[0][:, 2], fine[0][:, 3]) <= 2 * MIN_FACE_INPUT_PX * max(w, h) / self.input_side
+        if len(whole[1]) and keep.any():
+            inside = _inside_fraction(fine[0], whole[0]).max(axis=1)
+            keep &= inside < 0.5
+        return self._faces(*(np.concatenate([a, b[keep]]) for a, b in zip(whole, fine)))
+
+    @property
+    def can_detect_near(self) -> bool:
+        return True
+
+    def detect_near(self, frame: np.ndarray, boxes: Sequence[FaceBox], context: float = NEAR_CONTEXT,
+                    size: int = NEAR_INPUT) -> list[FaceBox]:
+        """Faces near the given boxes only (tracker-guided detection between full detections): each box's square
+        region, ``context`` box sides added on every side, runs at ``size`` network pixels; one NMS merges them."""
+        h, w = frame.shape[:2]
+        found = [np.zeros((0, 4))], [np.zeros(0)], [np.zeros((0, 5, 2))]
+        for b in boxes:
+            cx, cy, side = square_box(b.x, b.y, b.w, b.h, context)
+            x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+            x1, y1 = min(w, int(np.ceil(cx + side / 2))), min(h, int(np.ceil(cy + side / 2)))
+            if x1 - x0 >= 2 and y1 - y0 >= 2:
+                bx, sc, kp = self._candidates(frame[y0:y1, x0:x1], size)
+                found[0].append(bx + [x0, y0, 0, 0])
+                found[1].append(sc)
+                found[2].append(kp + [x0, y0])
+        return self._faces(*(np.concatenate(f) for f in found))
 
     def _face(self, box: np.ndarray, score: float, kps: np.ndarray) -> FaceBox:
         x, y, w, h = (float(v) for v in box)
