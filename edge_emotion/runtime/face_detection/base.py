@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..crop import square_box
+
 # Shared by the network detectors (YuNet, BlazeFace):
 HIGH_RES = ("auto", "on", "off")
 # high_res="auto" works harder for small faces in frames whose long side is at least this: YuNet runs them at their
@@ -53,3 +55,17 @@ def iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = iw * ih
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def near_regions(frame_shape: tuple[int, ...], boxes, context: float) -> list[tuple[int, int, int, int]]:
+    """Tracker-guided detection's search regions: each box's square, ``context`` box sides added on every side,
+    clipped to the frame, as (x0, y0, x1, y1); regions under 2 pixels a side are left out."""
+    h, w = frame_shape[:2]
+    out = []
+    for b in boxes:
+        cx, cy, side = square_box(b.x, b.y, b.w, b.h, context)
+        x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+        x1, y1 = min(w, int(np.ceil(cx + side / 2))), min(h, int(np.ceil(cy + side / 2)))
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            out.append((x0, y0, x1, y1))
+    return out

@@ -18,9 +18,8 @@ import numpy as np
 
 from ...errors import ModelError
 from ...formats import FORMATS, all_precisions
-from ..crop import square_box
 from ..image import downscale
-from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector, iou_xywh
+from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector, iou_xywh, near_regions
 from .tiling import detect_tiled, merge
 
 log = logging.getLogger(__name__)
@@ -288,15 +287,10 @@ class BlazeFaceDetector(FaceDetector):
         square region, ``context`` box sides added on every side, runs through a ``size`` x ``size`` input
         (a face a third of a 96-pixel input is well above the detector's floor). A face that left its region
         is not found; the next full detection finds it again. Overlapping regions are merged by NMS."""
-        h, w = frame.shape[:2]
         shape = (size, size) if self.fit == "aspect" else None
         found: list[FaceBox] = []
-        for b in boxes:
-            cx, cy, side = square_box(b.x, b.y, b.w, b.h, context)
-            x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
-            x1, y1 = min(w, int(np.ceil(cx + side / 2))), min(h, int(np.ceil(cy + side / 2)))
-            if x1 - x0 >= 2 and y1 - y0 >= 2:
-                found += self.detect_region(frame, (x0, y0, x1, y1), shape=shape)
+        for region in near_regions(frame.shape, boxes, context):
+            found += self.detect_region(frame, region, shape=shape)
         return merge(found, weighted_nms, self.cfg.nms_threshold)[: self.max_faces]
 
     def detect_region(self, frame: np.ndarray, region: tuple[int, int, int, int] | None = None,

@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 
 from ...errors import ModelError
-from ..crop import square_box
 from ..image import downscale
-from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector
+from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector, near_regions
 
 log = logging.getLogger(__name__)
 
@@ -211,17 +210,12 @@ class YuNetDetector(FaceDetector):
                     size: int = NEAR_INPUT) -> list[FaceBox]:
         """Faces near the given boxes only (tracker-guided detection between full detections): each box's square
         region, ``context`` box sides added on every side, runs at ``size`` network pixels; one NMS merges them."""
-        h, w = frame.shape[:2]
         found = [np.zeros((0, 4))], [np.zeros(0)], [np.zeros((0, 5, 2))]
-        for b in boxes:
-            cx, cy, side = square_box(b.x, b.y, b.w, b.h, context)
-            x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
-            x1, y1 = min(w, int(np.ceil(cx + side / 2))), min(h, int(np.ceil(cy + side / 2)))
-            if x1 - x0 >= 2 and y1 - y0 >= 2:
-                bx, sc, kp = self._candidates(frame[y0:y1, x0:x1], size)
-                found[0].append(bx + [x0, y0, 0, 0])
-                found[1].append(sc)
-                found[2].append(kp + [x0, y0])
+        for x0, y0, x1, y1 in near_regions(frame.shape, boxes, context):
+            bx, sc, kp = self._candidates(frame[y0:y1, x0:x1], size)
+            found[0].append(bx + [x0, y0, 0, 0])
+            found[1].append(sc)
+            found[2].append(kp + [x0, y0])
         return self._faces(*(np.concatenate(f) for f in found))
 
     def _face(self, box: np.ndarray, score: float, kps: np.ndarray) -> FaceBox:
