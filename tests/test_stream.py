@@ -287,11 +287,11 @@ def test_tcp_stream_reconnects_after_the_server_restarts(detector, clip):
 
 # ----------------------------------------------------------------------------- live behaviour
 def test_live_source_drops_old_frames_instead_of_queueing(detector, astronaut):
-    cap = FakeCapture(astronaut, frames=400, then="fail", delay=0.001)
+    cap = FakeCapture(astronaut, frames=400, then="fail", delay=0.0002)
     src = FrameSource("fake", live=True, opener=lambda: cap, max_retries=1, backoff=0.01)
     results = list(detector.stream(src, max_frames=10))
     assert len(results) == 10
-    assert results[-1].dropped > 0  # processing is slower than 1 ms a frame: frames were dropped
+    assert results[-1].dropped > 0  # processing (about 1.4 ms a frame here) is slower than the camera: frames were dropped
     assert results[-1].index > 10
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ...errors import ModelError
 from ..image import downscale
-from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector, near_regions
+from .base import HIGH_RES, HIGH_RES_MIN_SIDE, NEAR_CONTEXT, NEAR_INPUT, FaceBox, FaceDetector, iou_xywh, near_regions
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ STRIDES = (8, 16, 32)
 ALIGN = 32
 # the frame's long side maps to this many network pixels by default (measured: benchmarks/face_detection.py)
 DEFAULT_SIDE = 224
-# the smallest face the whole-frame pass finds reliably, in network pixels (its finest level has stride 8). With
-# high_res, the pass at the frame's own resolution keeps faces up to twice that size as the whole-frame pass sees it;
-# larger ones come from the whole-frame pass (on a 4096-pixel upscale of the sample photo the fine pass finds only
-# pieces of the 850-pixel face, and on a 2048-pixel one a 255-pixel false face)
-MIN_FACE_INPUT_PX = 10
+# high_res: the pass at the frame's own resolution keeps faces up to this size as the whole-frame pass sees them
+# (network pixels); larger ones come from the whole-frame pass. Measured: on a 4096-pixel upscale of the sample photo
+# the fine pass finds only pieces of the 850-pixel face (dropped as pieces); at 20 the group photo's 200-pixel faces
+# (22 at 224 px over 2,000) came from the coarse pass, whose boxes cost the classifier the left adult's smile
+FINE_MAX_INPUT_PX = 40
 # YuNet box (x, y, w, h) -> the BlazeFace box of the same face, as fractions of the YuNet box: centre shift (dx, dy)
 # in box widths/heights and size (w, h) in box widths/heights. Medians over 227 faces both detectors find (IoU >= 0.5;
 # the sample clip, pascal_voc_faces and two scene photos): dy 0.046, w 1.09, h 0.80; dx measured -0.055 on faces
@@ -78,7 +78,7 @@ class YuNetDetector(FaceDetector):
 
     name = "yunet"
 
-    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.7, nms_threshold: float = 0.3,
+    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.8, nms_threshold: float = 0.3,
                  input_side: int | None = DEFAULT_SIDE, threads: int | None = None, max_faces: int = 64,
                  high_res: str = "auto", native_boxes: bool = False, model_content: bytes | None = None) -> None:
         from ..backends.litert_resize import can_resize
@@ -192,14 +192,20 @@ class YuNetDetector(FaceDetector):
         whole = self._candidates(frame, self.input_side)
         if not self.uses_high_res(w, h):
             return self._faces(*whole)
-        # high_res: the frame at its own resolution finds the small faces; the whole-frame pass keeps the large ones,
-        # which the fine pass sees only in pieces. A fine detection is kept if it is small for the whole-frame pass (up
-        # to twice MIN_FACE_INPUT_PX as that pass sees it) and not mostly inside a face that pass found.
+        # high_res: the frame at its own resolution finds the small faces, and draws sharper boxes than the whole-frame
+        # pass for every face it sees whole; the whole-frame pass keeps the faces too large for it, which it sees only
+        # in pieces. A fine detection is kept up to FINE_MAX_INPUT_PX as the whole-frame pass sees it, unless it lies
+        # mostly inside a whole-frame face at least twice its size (a piece); a whole-frame face that a kept fine
+        # detection matches (IoU >= 0.5) gives way to it.
         fine = self._candidates(frame, None)
-        keep = np.maximum(fine[0][:, 2], fine[0][:, 3]) <= 2 * MIN_FACE_INPUT_PX * max(w, h) / self.input_side
+        fsize = np.maximum(fine[0][:, 2], fine[0][:, 3])
+        keep = fsize <= FINE_MAX_INPUT_PX * max(w, h) / self.input_side
         if len(whole[1]) and keep.any():
-            inside = _inside_fraction(fine[0], whole[0]).max(axis=1)
-            keep &= inside < 0.5
+            wsize = np.maximum(whole[0][:, 2], whole[0][:, 3])
+            piece = (_inside_fraction(fine[0], whole[0]) >= 0.5) & (wsize[None, :] >= 2 * fsize[:, None])
+            keep &= ~piece.any(axis=1)
+            replaced = (iou_xywh(fine[0][keep], whole[0]) >= 0.5).any(axis=0)
+            whole = tuple(x[~replaced] for x in whole)
         return self._faces(*(np.concatenate([a, b[keep]]) for a, b in zip(whole, fine)))
 
     @property
