@@ -66,6 +66,21 @@ def test_mixup_is_a_convex_mix_of_two_samples_and_their_targets():
     assert (ym.max(axis=1) < 0.999).any()  # something was mixed
 
 
+def test_mixup_keeps_bfloat16_images_of_mixed_precision_training():
+    """Under bf16 mixed precision (picked by --mixed-precision auto on CPUs with AVX-512 BF16) the images reach mixup
+    as bfloat16: it mixes them and hands back the same dtype instead of failing on a float32 x bfloat16 product."""
+    import tensorflow as tf
+
+    from edge_emotion.train.pipeline import mixup
+
+    x = tf.cast(tf.reshape(tf.range(8 * 4 * 4, dtype=tf.float32), [8, 4, 4, 1]), tf.bfloat16)
+    y = tf.eye(8)
+    xm, ym = mixup(x, y, 0.4, seed=3)
+    assert xm.dtype == tf.bfloat16 and ym.dtype == tf.float32
+    expected = tf.einsum("ij,jhwc->ihwc", ym, tf.cast(x, tf.float32))
+    np.testing.assert_allclose(tf.cast(xm, tf.float32).numpy(), expected.numpy(), rtol=1e-2, atol=0.5)
+
+
 def test_a_distillation_run_trains_on_teacher_and_vote_targets(tiny_run, tmp_path, fer_npz, ferplus_npz, monkeypatch):
     """--teacher + --distill-weight + --ferplus-soft + --mixup: the targets are the documented mix, cached in the
     run folder, reused on resume and recomputed when the teachers change; the card says what the targets were."""

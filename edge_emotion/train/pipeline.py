@@ -87,9 +87,11 @@ def mixup(images, targets, alpha: float, seed: int):
     g2 = tf.random.gamma([n], alpha, seed=seed + 1)
     lam = g1 / (g1 + g2)
     perm = tf.random.shuffle(tf.range(n), seed=seed + 2)
+    # mixed in float32 and cast back: under bf16 mixed precision the images arrive as bfloat16
     li = tf.reshape(lam, [-1, 1, 1, 1])
     lt = tf.cast(tf.reshape(lam, [-1, 1]), targets.dtype)
-    return (li * images + (1.0 - li) * tf.gather(images, perm),
+    x = tf.cast(images, tf.float32)
+    return (tf.cast(li * x + (1.0 - li) * tf.gather(x, perm), images.dtype),
             lt * targets + (1.0 - lt) * tf.gather(targets, perm))
 
 
