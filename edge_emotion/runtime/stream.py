@@ -79,8 +79,8 @@ class Stream:
         between: what the frames between full detections do. ``hold`` (default): reuse the last boxes.
             ``near``: search only around the last frame's faces (96x96 input each; YuNet, or BlazeFace on LiteRT, see
             :attr:`EmotionDetector.can_detect_near`), so boxes follow moving faces. Measured on the sample clip
-            (README): ``near`` cost about two thirds of a full detection and missed about as many faces as
-            ``hold`` (7 % vs 5 % at N=3, 14 % vs 17 % at N=10), so ``hold`` is the default.
+            with YuNet (README, *Streams*): ``near`` saved little or nothing over a full detection and missed
+            more faces than ``hold`` (8 % vs 3 % at N=3, 25 % vs 14 % at N=10), so ``hold`` is the default.
         smoothing: per-track EMA weight of the newest probabilities (0..1; ``None``: off).
         max_frames: stop each source after this many results.
         live: force live (newest frame only) or file (every frame) reading for all sources.
