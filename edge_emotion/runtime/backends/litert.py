@@ -57,6 +57,15 @@ class LiteRTBackend(Backend):
         return cls._open(Path(path), {"model_content": bytes(content)}, threads)
 
     @classmethod
+    def resized(cls, content: bytes, height: int, width: int, path: str | Path,
+                threads: int | None = None) -> "LiteRTBackend":
+        """The model ``content`` rewritten for a ``height`` x ``width`` input (:mod:`.litert_resize`: fully
+        convolutional detectors, one interpreter per frame shape); ``path`` names it in messages."""
+        from .litert_resize import resize_input
+
+        return cls.from_content(resize_input(content, height, width), f"{path} at {height}x{width}", threads=threads)
+
+    @classmethod
     def _open(cls, path: Path, source: dict, threads: int | None) -> "LiteRTBackend":
         Interpreter, runtime = _interpreter_class()
         threads = threads or min(4, os.cpu_count() or 1)

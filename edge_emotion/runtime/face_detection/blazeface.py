@@ -225,10 +225,9 @@ class BlazeFaceDetector(FaceDetector):
         key = (height, width)
         if key not in self._inputs:
             from ..backends.litert import LiteRTBackend
-            from ..backends.litert_resize import resize_input
 
-            content = resize_input(self.model_path.read_bytes(), height, width)
-            backend = LiteRTBackend.from_content(content, f"{self.model_path} at {height}x{width}", threads=self.threads)
+            backend = LiteRTBackend.resized(self.model_path.read_bytes(), height, width, self.model_path,
+                                            threads=self.threads)
             self._inputs[key] = _Input(backend, self.cfg, height, width)
             log.debug("BlazeFace: built a %dx%d input for %s", height, width, self.model_path.name)
         return self._inputs[key]

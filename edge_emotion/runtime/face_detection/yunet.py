@@ -121,11 +121,9 @@ class YuNetDetector(FaceDetector):
     def _input(self, height: int, width: int):
         if (height, width) not in self._inputs:
             from ..backends.litert import LiteRTBackend
-            from ..backends.litert_resize import resize_input
 
-            content = resize_input(self._content, height, width)
-            self._add_input(height, width, LiteRTBackend.from_content(content, f"{self.model_path} at {height}x{width}",
-                                                                      threads=self.threads))
+            self._add_input(height, width, LiteRTBackend.resized(self._content, height, width, self.model_path,
+                                                                 threads=self.threads))
             log.debug("YuNet: built a %dx%d input", height, width)
         return self._inputs[(height, width)]
 
