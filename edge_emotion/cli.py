@@ -234,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     xd = sub.add_parser("export-detector", help="export the BlazeFace face detector to ONNX, TensorRT or int8 TFLite",
                         description="Export the bundled BlazeFace to ONNX, a TensorRT engine or full-int8 TFLite, validated "
                         "against the bundled original on the sample image (and the --calib frames); a failing export is "
-                        "rejected. On x86 the int8 detector measured slower than the bundled one and lost faces near the "
-                        "threshold (benchmarks/results/face_detection.md): measure it on your device before using it.")
+                        "rejected. On x86 the int8 detector lost faces near the threshold and failed that check, and was faster than "
+                        "the float one on one CPU and slower on another (benchmarks/results/face_detection.md): measure it on "
+                        "your device before using it. The default detector, YuNet, is not exported.")
     xd.add_argument("--variant", default="full", choices=list(CONFIGS), help="full-range (default), its sparse twin or short-range")
     xd.add_argument("--format", "-f", default="onnx", choices=list(DETECTOR_FORMATS))
     xd.add_argument("--precision", "-p", default="fp16", choices=list(DETECTOR_PRECISIONS),
