@@ -15,6 +15,7 @@ import csv
 import hashlib
 import logging
 import os
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,19 @@ class Dataset:
         if s.y.ndim == 2 and self.label_set.multi_label:
             return (s.y > 0.5).sum(axis=0)
         return np.bincount(s.hard_labels, minlength=self.label_set.num_classes)
+
+    def with_val_in_train(self) -> "Dataset":
+        """A copy whose ``train`` split is train + val (a refit after the recipe was chosen on val).
+
+        ``val`` stays as it is, so a run can still log it, but it is no longer held out: any
+        figure on it measures images the model was trained on. ``test`` is untouched.
+        """
+        train, val = self["train"], self["val"]
+        if train.y.ndim != val.y.ndim or train.x.shape[1:] != val.x.shape[1:]:
+            raise ValueError(f"train and val of {self.source} differ in image shape or target kind: cannot merge them")
+        merged = Split(np.concatenate([train.x, val.x]), np.concatenate([train.y, val.y]))
+        return dataclasses.replace(self, splits={**self.splits, "train": merged},
+                                   info={**self.info, "val_in_train": True, "train_images": len(train), "val_images": len(val)})
 
 
 def exact_copies_in(x: np.ndarray, reference: np.ndarray) -> np.ndarray:

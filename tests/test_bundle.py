@@ -153,6 +153,28 @@ def test_card_says_when_candidates_were_scored_in_another_precision():
         assert ("in mixed_bfloat16 compute" in lines[1] and "float32" in lines[1]) == flagged
 
 
+def test_a_refit_models_card_never_quotes_publictest_as_held_out(tmp_path):
+    """A refit trains on PublicTest: its card says the weights were set by rule, gives its ingredients row no
+    PublicTest figure and no gain, and the gains of the rows before it still read against each other."""
+    from edge_emotion.export.bundle import _final_weights_lines, _ingredient_lines
+    from edge_emotion.train.finalize import lost_to_start
+
+    chosen = {"name": "average of epochs 1-8 + BN refresh", "epochs": list(range(1, 9)), "refresh_bn": True,
+              "val_accuracy": None}
+    fw = {"refit": True, "rule": "average of the last 8 epochs + BN refresh", "chosen": chosen, "candidates": []}
+    line = _final_weights_lines(fw)
+    assert len(line) == 1 and "set by rule" in line[0] and "nothing was chosen on PublicTest" in line[0]
+    assert lost_to_start(fw) is None  # nothing was scored against a start, so nothing refuses the bundle
+    rows = [{"step": "start", "val_accuracy": 0.67, "n": 3589}, {"step": "+ averaging", "val_accuracy": 0.6935, "n": 3589},
+            {"step": "refit on Training + PublicTest", "val_accuracy": None, "n": 3589},
+            {"step": "tried", "val_accuracy": 0.68, "n": 3589, "kept": False}]
+    (tmp_path / "ingredients.json").write_text(json.dumps(rows))
+    table = _ingredient_lines(tmp_path / "ingredients.json")
+    assert "| + averaging | 69.35% | +2.35% |" in table
+    assert "| refit on Training + PublicTest | not held out | |" in table
+    assert "| tried | 68.00% | -1.35% |" in table  # against the last measured kept row
+
+
 @pytest.mark.parametrize("chosen, start, refused", [
     (None, 0.6743, True),  # measured: seed-7 edge_cnn continued at a constant 3e-4, best epoch 65.17 % vs its start
     ({"name": "average of epochs 6-8 + BN refresh", "epochs": [6, 7, 8], "refresh_bn": True, "val_accuracy": 0.6800},

@@ -582,3 +582,39 @@ def test_a_bf16_run_ships_the_candidate_figure_it_reports(tmp_path, fer_npz):
     assert best.accuracy == pytest.approx(fw["best_single_epoch_val_accuracy"], abs=1e-6)
     f32 = predict_images(keras_predictor(float32_copy(keras.saving.load_model(ckpt, safe_mode=True))), val.x[:64])
     np.testing.assert_allclose(predict_file(ckpt, val.x[:64])[0], f32, atol=1e-5)
+
+
+def test_a_refit_trains_on_train_plus_val_and_chooses_nothing_on_val(tiny_run, tmp_path, fer_npz):
+    """--refit: the recipe was chosen on val, the run trains on train + val. It must see both splits' images,
+    run every planned epoch, and ship the average of its last K epochs (+ BN refresh) by rule: the val
+    accuracy of what it ships is not a held-out figure, so it is never used to choose."""
+    from edge_emotion.datasets import load_dataset
+    from edge_emotion.train.averaging import average_snapshots, snapshot_files
+    from edge_emotion.train.config import TrainConfig
+    from edge_emotion.train.loop import train
+
+    ds = load_dataset(str(fer_npz), "fer7", None, "majority", 256)
+    merged = ds.with_val_in_train()
+    assert len(merged["train"]) == len(ds["train"]) + len(ds["val"]) == 512
+    assert np.array_equal(merged["train"].x[256:], ds["val"].x) and np.array_equal(merged["test"].y, ds["test"].y)
+
+    out = tmp_path / "refit"
+    cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=3, batch_size=64, limit=256,
+                      init_from=str(tiny_run / "model.keras"), learning_rate=3e-4, lr_schedule="constant",
+                      average_last=2, patience=0, refit=True, mixed_precision="off", report=False)
+    train(cfg)
+    with open(out / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3  # every planned epoch: no early stopping, even at patience 0
+    meta = json.loads((out / "metadata.json").read_text())
+    fw = meta["extra"]["final_weights"]
+    assert fw["refit"] and fw["candidates"] == [] and fw["chosen"]["epochs"] == [2, 3] and fw["chosen"]["refresh_bn"]
+    assert fw["chosen"]["val_accuracy"] is None  # not scored, not chosen
+    import keras
+
+    got = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    avg = average_snapshots(snapshot_files(out)[-2:])
+    names = [v.path for v in got.weights]
+    kernel = next(i for i, n in enumerate(names) if n.endswith("s1c1/kernel"))
+    assert np.allclose(got.weights[kernel].numpy(), avg[kernel], atol=1e-6)  # the average, not the last epoch
+    with pytest.raises(ValueError, match="refit"):
+        TrainConfig(refit=True, distill_weight=0.5, ferplus_soft=1.0)

@@ -218,7 +218,10 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
          "majority, or whose plurality is 'unknown' / 'not a face', are dropped."
          if meta.label_set == "ferplus8" else
          f"- Data: `{Path(str(cfg.get('data', ''))).name}`, sha256 `{meta.data_sha256}`."),
-        "- Official FER-2013 splits: Training to fit, PublicTest to select the best epoch, PrivateTest only for the final figures.",
+        ("- Official FER-2013 splits: Training + PublicTest to fit (a refit: the recipe was chosen on PublicTest with "
+         "Training alone, see the ingredients below), PrivateTest only for the final figures. Any PublicTest figure of "
+         "this model is on images it was trained on." if cfg.get("refit") else
+         "- Official FER-2013 splits: Training to fit, PublicTest to select the best epoch, PrivateTest only for the final figures."),
         *_start_lines(cfg, ex),
         *([f"- Built with `{' '.join(f'--model-arg {k}={json.dumps(v)}' for k, v in cfg['model_kwargs'].items())}` "
            f"(options of the `{cfg.get('model')}` builder)."] if cfg.get("model_kwargs") else []),
@@ -236,7 +239,8 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
         + (f" With the starting model's {ex['init_from']['train_wall_seconds'] / 60:.0f} min: "
            f"{(ex.get('train_wall_seconds', 0) + ex['init_from']['train_wall_seconds']) / 60:.0f} min in all."
            if (ex.get("init_from") or {}).get("train_wall_seconds") else ""),
-        f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}.",
+        f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}"
+        + (" (PublicTest is training data here: not a held-out figure)." if cfg.get("refit") else "."),
         *_soft_target_lines(cfg, dest / "report" / "soft_targets.json"),
         *_final_weights_lines(ex.get("final_weights")),
         *_ingredient_lines(dest / "report" / "ingredients.json"), "",
@@ -252,7 +256,7 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
                   "the classifier's compute per face (the weights are stored once). Its agreement is measured against the "
                   f"Keras model with the same averaging; the Keras model alone (one pass) scores {test.get('accuracy', 0):.2%}."]
         val = rep.get("val", {})
-        if val.get("tta_accuracy") is not None:
+        if val.get("tta_accuracy") is not None and not cfg.get("refit"):
             lines[-1] += (f" Chosen on PublicTest ({val.get('n', 0):,} images): {val['tta_accuracy']:.2%} with the averaging "
                           f"against {val['accuracy']:.2%} for one pass ({100 * (val['tta_accuracy'] - val['accuracy']):+.2f} points).")
     if test:
@@ -346,10 +350,13 @@ def _ingredient_lines(path: Path) -> list[str]:
     prev = None
     kept = [r for r in rows if r.get("kept", True)]
     for r in kept:
+        if r.get("val_accuracy") is None:  # a refit: PublicTest is in its training data, so it has no figure there
+            out.append(f"| {r['step']} | not held out | |")
+            continue
         gain = "" if prev is None else f"{r['val_accuracy'] - prev:+.2%}"
         out.append(f"| {r['step']} | {r['val_accuracy']:.2%} | {gain} |")
         prev = r["val_accuracy"]
-    tried = [r for r in rows if not r.get("kept", True)]
+    tried = [r for r in rows if not r.get("kept", True) and r.get("val_accuracy") is not None]
     if tried and prev is not None:
         out += ["", "Tried and not kept (gain against the shipped model above):", "",
                 "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
@@ -376,6 +383,13 @@ def _refuse_a_regression(run: Path) -> None:
 def _final_weights_lines(avg: dict | None) -> list[str]:
     if not avg:
         return []
+    if avg.get("refit"):
+        chosen = avg.get("chosen")
+        what = (f"{chosen['name']} (stochastic weight averaging"
+                + (", then BatchNorm statistics re-estimated on un-augmented training images)" if chosen["refresh_bn"] else ")")
+                if chosen else "the last epoch")
+        return [f"- Shipped weights: {what}, set by rule ({avg.get('rule')}), the form the recipe chose on PublicTest "
+                "before the refit: nothing was chosen on PublicTest, which is training data here."]
     tried = "; ".join(f"{c['name']}: {c['val_accuracy']:.2%}" for c in avg["candidates"])
     chosen = avg.get("chosen")
     start = avg.get("starting_model_val_accuracy")

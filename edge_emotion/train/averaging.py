@@ -29,7 +29,7 @@ from ..predict import keras_predictor, predict_images
 log = logging.getLogger(__name__)
 
 __all__ = ["snapshot_callback", "Candidate", "snapshot_files", "average_snapshots", "refresh_batchnorm",
-           "select_final_weights", "val_accuracy"]
+           "select_final_weights", "fixed_final_weights", "val_accuracy"]
 
 SNAPSHOT_DIR = "epochs"
 _NAME = re.compile(r"epoch_(\d+)\.npz$")
@@ -123,7 +123,7 @@ class Candidate:
     name: str
     epochs: list[int]
     refresh_bn: bool
-    val_accuracy: float
+    val_accuracy: float | None  # None: set by rule (a refit), not scored
 
     def to_dict(self) -> dict:
         return {"name": self.name, "epochs": self.epochs, "refresh_bn": self.refresh_bn, "val_accuracy": self.val_accuracy}
@@ -182,3 +182,27 @@ def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: n
         return None, cands
     set_variables(model, winner)
     return best, cands
+
+
+def fixed_final_weights(model, run_dir: str | Path, train_x: np.ndarray, k: int, n_bn: int = 8192,
+                        seed: int = 0) -> Candidate | None:
+    """A refit's final weights, set by rule rather than chosen on validation (there is none left).
+
+    With ``k`` > 1 and snapshots on disk, ``model`` ends up holding the average of the last ``k``
+    epochs' snapshots with re-estimated BatchNorm statistics (the form the recipe chose on
+    validation before the refit); otherwise it is left as it is (the last epoch) and None is
+    returned. The candidate's ``val_accuracy`` is None: it was not scored.
+    """
+    files = snapshot_files(run_dir)[-k:] if k > 1 else []
+    if not files:
+        return None
+    if len(files) < k:
+        log.warning("refit: %d snapshots on disk, %d asked for: averaging those", len(files), k)
+    set_variables(model, average_snapshots(files))
+    refresh = _has_batchnorm(model)
+    if refresh:
+        rng = np.random.default_rng(seed)
+        refresh_batchnorm(model, train_x[rng.choice(len(train_x), min(n_bn, len(train_x)), replace=False)])
+    epochs = [int(_NAME.search(f.name).group(1)) for f in files]
+    return Candidate(f"average of epochs {epochs[0]}-{epochs[-1]}" + (" + BN refresh" if refresh else ""), epochs,
+                     refresh, None)

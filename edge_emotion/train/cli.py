@@ -69,6 +69,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--model-arg", dest="model_args", action="append", default=None, metavar="KEY=VALUE",
                    help="keyword argument of the model builder, repeatable; VALUE is JSON (true, 64, \"x\") or a plain "
                         "string (e.g. --model-arg bn_before_relu=true --model-arg relu6=true for alexnet48)")
+    p.add_argument("--refit", action="store_true",
+                   help="train on train + val with a recipe already chosen on val (more data, nothing left to choose "
+                        "with): no best checkpoint and no early stopping; the model is the last epoch, or with "
+                        "--average-last K the average of the last K epochs + BatchNorm re-estimation. val figures "
+                        "of such a run are on training images")
     p.add_argument("--no-report", dest="report", action="store_false")
     p.add_argument("--finalize", metavar="RUN", default=None,
                    help="write model.keras, metadata and report from RUN's best checkpoint (BatchNorm re-estimation and "

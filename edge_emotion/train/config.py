@@ -49,6 +49,10 @@ class TrainConfig:
     distill_temperature: float = 1.0
     ferplus_soft: float = 0.0
     mixup: float = 0.0  # Beta(a, a) parameter of mixup within each batch; 0: off
+    # refit: train on train + val with a recipe chosen beforehand on val. Nothing is chosen on val: no best
+    # checkpoint, no early stopping; the run keeps its last epoch, or with average_last K the average of its last K
+    # epochs (+ BatchNorm re-estimation). val is still logged, but it is no longer held out.
+    refit: bool = False
     model_kwargs: dict = field(default_factory=dict)
     report: bool = True
 
@@ -70,6 +74,9 @@ class TrainConfig:
         if self.distill_views == "augmented" and self.ferplus_soft > 0:
             raise ValueError("FER+ votes belong to the original image, not to an augmented view: ferplus_soft needs "
                              "distill_views='image'")
+        if self.refit and self.uses_soft_targets:
+            raise ValueError("refit (train + val) with soft targets is not supported: the teachers' and votes' caches "
+                             "are per split; refit a recipe without --distill-weight")
         if self.ferplus_soft > 0 and self.distill_weight == 0:
             raise ValueError("ferplus_soft given but distill_weight is 0: the votes are part of the soft target, which "
                              "distill_weight mixes in (e.g. --distill-weight 0.5)")

@@ -85,6 +85,8 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     cfg = TrainConfig.load(out)
     if ds is None:
         ds = load_dataset(cfg.data, cfg.label_set, cfg.ferplus_votes, cfg.ferplus_mode, cfg.limit)
+        if cfg.refit:
+            ds = ds.with_val_in_train()
     ls = ds.label_set
     spec = MODELS[cfg.model]
     monitor = "val_auc" if ls.multi_label else "val_accuracy"
@@ -96,7 +98,14 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
     best_model = float32_copy(keras.saving.load_model(str(best_path), safe_mode=True))
     k = cfg.average_last if average_last is None else average_last
     final_weights = None
-    if not ls.multi_label:  # BatchNorm re-estimation always competes; averages when snapshots were kept
+    if cfg.refit and not ls.multi_label:  # nothing is chosen on val: the weights are set by rule
+        from .averaging import fixed_final_weights
+
+        chosen = fixed_final_weights(best_model, out, ds["train"].x, k, seed=cfg.seed)
+        final_weights = {"refit": True, "rule": f"average of the last {k} epochs + BN refresh" if k > 1 else "last epoch",
+                         "chosen": chosen.to_dict() if chosen else None, "candidates": [], "scored_in": None}
+        log.info("final weights (refit, by rule): %s", chosen.name if chosen else "the last epoch")
+    elif not ls.multi_label:  # BatchNorm re-estimation always competes; averages when snapshots were kept
         from .averaging import select_final_weights, val_accuracy
 
         best_single = val_accuracy(best_model, ds["val"].x, ds["val"].hard_labels)  # float32, as every candidate

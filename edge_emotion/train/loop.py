@@ -101,6 +101,10 @@ def train(cfg: TrainConfig) -> Path:
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if use_bf16 else "float32")
 
     ds = load_dataset(cfg.data, cfg.label_set, cfg.ferplus_votes, cfg.ferplus_mode, cfg.limit)
+    if cfg.refit:
+        ds = ds.with_val_in_train()
+        log.info("refit: training on train + val (%d + %d images); val is logged but no longer held out, and "
+                 "nothing is chosen on it", ds.info["train_images"], ds.info["val_images"])
     ls = ds.label_set
     train_split, val_split = ds["train"], ds["val"]
     spec = MODELS[cfg.model]
@@ -165,11 +169,13 @@ def train(cfg: TrainConfig) -> Path:
         best = best_so_far(history_csv, monitor)
         callbacks = [
             keras.callbacks.BackupAndRestore(str(out / f"backup_{stage_name}"), delete_checkpoint=False),
-            keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode="max", save_best_only=True,
-                                            initial_value_threshold=best),
+            # a refit chooses nothing on val: its checkpoint is the last epoch, and it runs every planned epoch
+            keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode="max", save_best_only=not cfg.refit,
+                                            initial_value_threshold=None if cfg.refit else best),
             *([_epoch_timer()] if logs_epoch_seconds(history_csv) else []),  # before the CSV logger, which writes it
             keras.callbacks.CSVLogger(str(history_csv), append=True),
-            keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=False),
+            *([] if cfg.refit else [keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience,
+                                                                  restore_best_weights=False)]),
         ]
         if cfg.average_last > 1 and stage_name != "head":
             from .averaging import snapshot_callback

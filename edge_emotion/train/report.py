@@ -150,7 +150,8 @@ def write_report(run_dir: str | Path, ds: Dataset, model_path: str | Path | None
     if not (run / "class_distribution.png").exists():
         write_data_overview(ds, run)
     report: dict = {"labels": labels, "model": str(model_path or run / "model.keras"), "data": ds.source,
-                    "data_sha256": ds.sha256, "params": int(model.count_params())}
+                    "data_sha256": ds.sha256, "params": int(model.count_params()),
+                    **({"val_in_train": True} if ds.info.get("val_in_train") else {})}
     for split in [s for s in ("val", "test") if s in ds.splits]:
         s = ds[split]
         if ds.label_set.multi_label:
@@ -225,7 +226,9 @@ def report_markdown(r: dict) -> str:
         if "accuracy" not in e:
             lines += [f"## {split}", "", f"mAP {e['mAP']:.3f}, subset accuracy {e['subset_accuracy']:.3f} (n={e['n']})", ""]
             continue
-        lines += [f"## {split} (n={e['n']})", "", f"Accuracy **{e['accuracy']:.2%}**, macro-F1 {e['macro_f1']:.3f}, "
+        in_train = split == "val" and r.get("val_in_train")
+        lines += [f"## {split} (n={e['n']})" + (": in the training data (a refit), not held out" if in_train else ""), "",
+                  f"Accuracy **{e['accuracy']:.2%}**, macro-F1 {e['macro_f1']:.3f}, "
                   f"with horizontal-flip TTA {e['tta_accuracy']:.2%}, macro ROC-AUC {e['roc_auc']['macro']:.3f}."
                   + _leakage_note(e), "",
                   "| class | precision | recall | F1 | ROC-AUC | n |", "|---|---|---|---|---|---|"]
