@@ -601,8 +601,10 @@ def test_a_refit_trains_on_train_plus_val_and_chooses_nothing_on_val(tiny_run, t
     out = tmp_path / "refit"
     cfg = TrainConfig(model="edge_cnn", data=str(fer_npz), out=str(out), epochs=3, batch_size=64, limit=256,
                       init_from=str(tiny_run / "model.keras"), learning_rate=3e-4, lr_schedule="constant",
-                      average_last=2, patience=0, refit=True, mixed_precision="off", report=False)
+                      average_last=2, patience=0, refit=True, mixed_precision="off")
     train(cfg)
+    assert "## val (n=256): in the training data (a refit), not held out" in (out / "report.md").read_text()
+    assert "## test (n=256)\n" in (out / "report.md").read_text()
     with open(out / "history.csv") as f:
         assert len(list(csv.DictReader(f))) == 3  # every planned epoch: no early stopping, even at patience 0
     meta = json.loads((out / "metadata.json").read_text())
