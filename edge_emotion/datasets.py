@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ast
 import csv
+import dataclasses
 import hashlib
 import logging
 import os
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 

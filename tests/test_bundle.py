@@ -161,7 +161,8 @@ def test_a_refit_models_card_never_quotes_publictest_as_held_out(tmp_path):
 
     chosen = {"name": "average of epochs 1-8 + BN refresh", "epochs": list(range(1, 9)), "refresh_bn": True,
               "val_accuracy": None}
-    fw = {"refit": True, "rule": "average of the last 8 epochs + BN refresh", "chosen": chosen, "candidates": []}
+    fw = {"refit": True, "rule": "the average of the last 8 epochs, BatchNorm statistics re-estimated where the model has them",
+          "chosen": chosen, "candidates": []}
     line = _final_weights_lines(fw)
     assert len(line) == 1 and "set by rule" in line[0] and "nothing was chosen on PublicTest" in line[0]
     assert lost_to_start(fw) is None  # nothing was scored against a start, so nothing refuses the bundle

@@ -102,8 +102,10 @@ def finalize_run(run_dir: str | Path, ds=None, wall: float | None = None, report
         from .averaging import fixed_final_weights
 
         chosen = fixed_final_weights(best_model, out, ds["train"].x, k, seed=cfg.seed)
-        final_weights = {"refit": True, "rule": f"average of the last {k} epochs + BN refresh" if k > 1 else "last epoch",
-                         "chosen": chosen.to_dict() if chosen else None, "candidates": [], "scored_in": None}
+        rule = (f"the average of the last {k} epochs, BatchNorm statistics re-estimated where the model has them"
+                if k > 1 else "the last epoch")
+        final_weights = {"refit": True, "rule": rule, "chosen": chosen.to_dict() if chosen else None, "candidates": [],
+                         "scored_in": None}
         log.info("final weights (refit, by rule): %s", chosen.name if chosen else "the last epoch")
     elif not ls.multi_label:  # BatchNorm re-estimation always competes; averages when snapshots were kept
         from .averaging import select_final_weights, val_accuracy
