@@ -140,6 +140,12 @@ def _has_batchnorm(model) -> bool:
     return any(isinstance(l, keras.layers.BatchNormalization) for l in _all_layers(model))
 
 
+def _bn_images(train_x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The training images BatchNorm statistics are re-estimated on: ``n`` drawn without replacement."""
+    rng = np.random.default_rng(seed)
+    return train_x[rng.choice(len(train_x), min(n, len(train_x)), replace=False)]
+
+
 def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: np.ndarray, train_x: np.ndarray, best_val: float,
                          max_k: int, n_bn: int = 8192, seed: int = 0) -> tuple[Candidate | None, list[Candidate]]:
     """Score the final-weight candidates on validation and keep the best one if it beats ``best_val``.
@@ -152,8 +158,7 @@ def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: n
     files = snapshot_files(run_dir) if max_k > 1 else []
     original = [np.array(v.numpy()) for v in model.weights]
     has_bn = _has_batchnorm(model)
-    rng = np.random.default_rng(seed)
-    bn_x = train_x[rng.choice(len(train_x), min(n_bn, len(train_x)), replace=False)]
+    bn_x = _bn_images(train_x, n_bn, seed)
     cands: list[Candidate] = []
     winner: list[np.ndarray] | None = None  # variables of the best candidate so far (kept, not recomputed)
 
@@ -201,8 +206,7 @@ def fixed_final_weights(model, run_dir: str | Path, train_x: np.ndarray, k: int,
     set_variables(model, average_snapshots(files))
     refresh = _has_batchnorm(model)
     if refresh:
-        rng = np.random.default_rng(seed)
-        refresh_batchnorm(model, train_x[rng.choice(len(train_x), min(n_bn, len(train_x)), replace=False)])
+        refresh_batchnorm(model, _bn_images(train_x, n_bn, seed))
     epochs = [int(_NAME.search(f.name).group(1)) for f in files]
     return Candidate(f"average of epochs {epochs[0]}-{epochs[-1]}" + (" + BN refresh" if refresh else ""), epochs,
                      refresh, None)
