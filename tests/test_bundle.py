@@ -174,6 +174,30 @@ def test_a_refit_models_card_never_quotes_publictest_as_held_out(tmp_path):
     assert "| + averaging | 69.35% | +2.35% |" in table
     assert "| refit on Training + PublicTest | not held out | |" in table
     assert "| tried | 68.00% | -1.35% |" in table  # against the last measured kept row
+    assert "Tried and not kept (gain against the last held-out figure above, the recipe on Training alone):" in table
+
+
+def test_a_run_started_from_a_refit_quotes_no_val_figure_of_its_start(tmp_path):
+    """The second stage of a refit starts from the first stage's model, whose val figures are on training images: the
+    card names that start without its 'best val accuracy', and the starting model's summary records that it was a refit."""
+    from edge_emotion.export.bundle import _start_lines
+    from edge_emotion.metadata import ModelMetadata
+    from edge_emotion.train.finalize import _init_summary
+
+    start = tmp_path / "model.keras"
+    start.write_bytes(b"stand-in for a .keras file")  # only hashed here
+    meta = ModelMetadata(model_name="edge_cnn", label_set="fer7", labels=["a", "b"], input_size=(48, 48),
+                         extra={"best_val_accuracy": 0.771, "epochs_run": 80, "config": {"refit": True}})
+    (tmp_path / "model.keras.json").write_text(meta.to_json())
+    init = _init_summary(str(start))
+    assert init["refit"] is True and init["best_val_accuracy"] == 0.771
+    cfg = {"init_from": str(start), "lr_schedule": "constant"}
+    line = _start_lines(cfg, {"init_from": init})[0]
+    assert "a refit: PublicTest was in its training data" in line and "77.10%" not in line
+    meta.extra["config"]["refit"] = False  # a start trained on Training alone keeps its held-out figure
+    (tmp_path / "model.keras.json").write_text(meta.to_json())
+    init = _init_summary(str(start))
+    assert "refit" not in init and "best val accuracy 77.10%" in _start_lines(cfg, {"init_from": init})[0]
 
 
 @pytest.mark.parametrize("chosen, start, refused", [

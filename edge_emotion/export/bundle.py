@@ -300,7 +300,9 @@ def _start_lines(cfg: dict, ex: dict) -> list[str]:
         line = f"- Started from `{Path(cfg['init_from']).name}` ({how})"
         line += (f": sha256 `{init['sha256'][:16]}…`, {init.get('model_name')} on {init.get('label_set')}, "
                  f"{init.get('epochs_run')} epochs in {(init.get('train_wall_seconds') or 0) / 60:.0f} min at git revision "
-                 f"`{str(init.get('git_revision'))[:12]}`, best val accuracy {init.get('best_val_accuracy') or 0:.2%}")
+                 f"`{str(init.get('git_revision'))[:12]}`, " +
+                 ("a refit: PublicTest was in its training data, so it has no held-out figure" if init.get("refit") else
+                  f"best val accuracy {init.get('best_val_accuracy') or 0:.2%}"))
     else:  # runs finalised before the starting model was recorded
         line = f"- Started from `{cfg['init_from']}` ({how}), as of git revision `{str(ex.get('git_revision'))[:12]}`"
     return [line + "."]
@@ -357,8 +359,10 @@ def _ingredient_lines(path: Path) -> list[str]:
         out.append(f"| {r['step']} | {r['val_accuracy']:.2%} | {gain} |")
         prev = r["val_accuracy"]
     tried = [r for r in rows if not r.get("kept", True) and r.get("val_accuracy") is not None]
+    refit = any(r.get("val_accuracy") is None for r in kept)
     if tried and prev is not None:
-        out += ["", "Tried and not kept (gain against the shipped model above):", "",
+        against = ("the last held-out figure above, the recipe on Training alone" if refit else "the shipped model above")
+        out += ["", f"Tried and not kept (gain against {against}):", "",
                 "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
         out += [f"| {r['step']} | {r['val_accuracy']:.2%} | {r['val_accuracy'] - prev:+.2%} |" for r in tried]
     return out

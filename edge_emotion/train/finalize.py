@@ -46,6 +46,8 @@ def _init_summary(path: str | None) -> dict | None:
     ex = meta.extra
     out.update({k: ex.get(k) for k in ("git_revision", "epochs_run", "train_wall_seconds", "best_val_accuracy")})
     out.update({"model_name": meta.model_name, "label_set": meta.label_set})
+    if (ex.get("config") or {}).get("refit"):  # its val split was in its training data: its val figure is not held out
+        out["refit"] = True
     if ex.get("init_from"):  # a chain of runs keeps its whole history
         out["init_from"] = ex["init_from"]
     return out
