@@ -154,6 +154,12 @@ def test_readme_quotes_the_current_alignment_crop_and_long_run_figures():
     al = _result("alignment.json")
     assert (f"scores {100 * al['accuracy_plain']:.2f} % without alignment and "
             f"{100 * al['accuracy_aligned']:.2f} % with it") in README, "re-quote alignment.json in the README"
+    fr = al.get("framing")
+    assert fr, "alignment.json has no framing comparison: re-run `python -m benchmarks.alignment`"
+    assert (f"{fr['faces_found_by_both']:,} PrivateTest faces both detectors find" in README
+            and f"scores {100 * fr['accuracy_blazeface']:.2f} % on BlazeFace's crops, {100 * fr['accuracy_yunet_mapped']:.2f} % "
+                f"on YuNet's mapped ones and {100 * fr['accuracy_yunet_native']:.2f} % on its raw boxes" in " ".join(README.split())), (
+        "re-quote alignment.json's framing comparison in the README")
     cr = _result("crop_resampling.json")
     for method in ("bilinear", "area"):
         acc = [100 * s[method]["accuracy"] for s in cr["sizes"].values()]
