@@ -146,6 +146,12 @@ def _bn_images(train_x: np.ndarray, n: int, seed: int) -> np.ndarray:
     return train_x[rng.choice(len(train_x), min(n, len(train_x)), replace=False)]
 
 
+def _average_name(files: list[Path]) -> tuple[list[int], str]:
+    """The epochs of these snapshots, and the candidate name of their average ("average of epochs 1-8")."""
+    epochs = [int(_NAME.search(f.name).group(1)) for f in files]
+    return epochs, f"average of epochs {epochs[0]}-{epochs[-1]}"
+
+
 def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: np.ndarray, train_x: np.ndarray, best_val: float,
                          max_k: int, n_bn: int = 8192, seed: int = 0) -> tuple[Candidate | None, list[Candidate]]:
     """Score the final-weight candidates on validation and keep the best one if it beats ``best_val``.
@@ -178,9 +184,9 @@ def select_final_weights(model, run_dir: str | Path, val_x: np.ndarray, val_y: n
     for k in (k for k in ks if k >= 2):
         chosen = files[-k:]
         avg = average_snapshots(chosen)
-        epochs = [int(_NAME.search(f.name).group(1)) for f in chosen]
+        epochs, name = _average_name(chosen)
         for refresh in ((False, True) if has_bn else (False,)):
-            score(f"average of epochs {epochs[0]}-{epochs[-1]}", epochs, avg, refresh)
+            score(name, epochs, avg, refresh)
     best = max(cands, key=lambda c: c.val_accuracy, default=None)
     if best is None or best.val_accuracy <= best_val:
         set_variables(model, original)
@@ -207,6 +213,5 @@ def fixed_final_weights(model, run_dir: str | Path, train_x: np.ndarray, k: int,
     refresh = _has_batchnorm(model)
     if refresh:
         refresh_batchnorm(model, _bn_images(train_x, n_bn, seed))
-    epochs = [int(_NAME.search(f.name).group(1)) for f in files]
-    return Candidate(f"average of epochs {epochs[0]}-{epochs[-1]}" + (" + BN refresh" if refresh else ""), epochs,
-                     refresh, None)
+    epochs, name = _average_name(files)
+    return Candidate(name + (" + BN refresh" if refresh else ""), epochs, refresh, None)
