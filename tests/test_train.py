@@ -508,6 +508,41 @@ def test_random_erasing_and_weight_decay_options():
     assert type(opt).__name__ == "AdamW"
     bn, kernel = keras.Variable(np.ones(4), name="gamma"), keras.Variable(np.ones(4), name="kernel")
     assert not opt._use_weight_decay(bn) and opt._use_weight_decay(kernel)
+    sgd = make_optimizer(1e-2, 0.0005, "sgd")
+    assert type(sgd).__name__ == "SGD" and sgd.nesterov and sgd.momentum == 0.9
+    assert not sgd._use_weight_decay(bn) and sgd._use_weight_decay(kernel)
+    assert make_optimizer(1e-2, 0.0, "sgd").weight_decay is None
+    with pytest.raises(ValueError, match="'adam' or 'sgd'"):
+        make_optimizer(1e-3, 0.0, "rmsprop")
+
+
+def test_sgd_trains_from_the_command_line_and_the_card_names_it(tiny_run, tmp_path, fer_npz):
+    """--optimizer sgd: SGD with Nesterov momentum trains a real slice, its checkpoint holds that optimizer, and the
+    model card says so. Without --lr it is refused: the registered rates are Adam's."""
+    import keras
+
+    from edge_emotion.export.bundle import _optimizer_name
+    from edge_emotion.train.cli import main
+    from edge_emotion.train.config import TrainConfig
+
+    out = tmp_path / "sgd"
+    assert main(["--model", "edge_cnn", "--data", str(fer_npz), "--limit", "256", "--epochs", "2", "--batch-size", "64",
+                 "--init-from", str(tiny_run / "model.keras"), "--optimizer", "sgd", "--lr", "0.01",
+                 "--weight-decay", "0.0005", "--mixed-precision", "off", "--no-report", "--out", str(out)]) == 0
+    with open(out / "history.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 2 and all(np.isfinite(losses)) and max(losses) < 5
+    opt = keras.saving.load_model(out / "best.keras", safe_mode=True).optimizer
+    assert type(opt).__name__ == "SGD" and opt.nesterov and opt.momentum == 0.9
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["optimizer"] == "sgd"
+    assert _optimizer_name(cfg) == "SGD with Nesterov momentum 0.9 (weight decay 0.0005 on kernels)"
+    assert _optimizer_name({"weight_decay": 0.05}) == "AdamW (weight decay 0.05 on kernels)"  # runs before the field
+    assert _optimizer_name({}) == "Adam"
+    with pytest.raises(ValueError, match="needs a learning rate"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="optimizer is one of"):
+        TrainConfig(optimizer="rmsprop", learning_rate=0.01)
 
 
 def test_exact_copies_match_the_dataset_card(fer_npz):

@@ -226,7 +226,7 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
         *([f"- Built with `{' '.join(f'--model-arg {k}={json.dumps(v)}' for k, v in cfg['model_kwargs'].items())}` "
            f"(options of the `{cfg.get('model')}` builder)."] if cfg.get("model_kwargs") else []),
         f"- {ex.get('epochs_run')} epochs of {ex.get('epochs_planned')} planned, batch {cfg.get('batch_size')}, "
-        f"{'AdamW (weight decay %g on kernels)' % cfg['weight_decay'] if cfg.get('weight_decay') else 'Adam'} "
+        f"{_optimizer_name(cfg)} "
         + (f"at a constant rate {cfg.get('learning_rate')}" if cfg.get("lr_schedule") == "constant" else
            f"with warm-up + cosine decay (peak {cfg.get('learning_rate') or 'model default'})")
         + f", label smoothing {cfg.get('label_smoothing')}, "
@@ -286,6 +286,14 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
               "Known limits: FER-2013 labels agree with the 10-annotator FER+ votes on only ~64 % of images (fear 15 %, disgust 35 %), "
               "so ~70-75 % is about the ceiling on these labels; disgust has 436 training images and is rarely predicted.", ""]
     return "\n".join(lines)
+
+
+def _optimizer_name(cfg: dict) -> str:
+    """How the card names a run's optimizer (runs from before ``optimizer`` was recorded used Adam)."""
+    decay = f" (weight decay {cfg['weight_decay']:g} on kernels)" if cfg.get("weight_decay") else ""
+    if cfg.get("optimizer") == "sgd":
+        return "SGD with Nesterov momentum 0.9" + decay
+    return ("AdamW" if decay else "Adam") + decay
 
 
 def _start_lines(cfg: dict, ex: dict) -> list[str]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import MODEL_NAMES
-from .config import TrainConfig
+from .config import OPTIMIZERS, TrainConfig
 
 __all__ = ["build_parser", "config_from_args", "run", "main"]
 
@@ -34,7 +34,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--random-erasing", type=float, default=d.random_erasing, metavar="P",
                    help="erase a random patch of a training image with probability P (default: off)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="WD",
-                   help="decoupled weight decay (AdamW) on kernels; 0 uses Adam (default: %(default)s)")
+                   help="decoupled weight decay on kernels (Adam becomes AdamW; default: %(default)s)")
+    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
+                   help="adam, or sgd with Nesterov momentum 0.9 (needs --lr, e.g. 0.01; default: %(default)s)")
     p.add_argument("--average-last", type=int, default=d.average_last, metavar="K",
                    help="keep the last K epochs' weights and ship their average if it beats the best epoch on validation "
                         "(stochastic weight averaging; default: off)")

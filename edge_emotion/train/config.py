@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..datasets import DEFAULT_DATA
 
-__all__ = ["TrainConfig"]
+__all__ = ["OPTIMIZERS", "TrainConfig"]
+
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass
@@ -26,6 +28,7 @@ class TrainConfig:
     augment: bool = True
     random_erasing: float = 0.0  # probability of erasing one random patch per training image (0: off)
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) on kernels; 0: plain Adam
+    optimizer: str = "adam"  # adam (AdamW with weight_decay) | sgd (momentum 0.9, Nesterov; the same decay on kernels)
     average_last: int = 0  # keep the last K epochs' weights; the model is their average if that wins on val
     balance: str = "none"  # none | weights | sqrt | oversample
     patience: int = 15
@@ -67,6 +70,11 @@ class TrainConfig:
         if self.teachers and self.distill_weight == 0:
             raise ValueError("teachers given but distill_weight is 0: set how much of the target comes from them "
                              "(e.g. --distill-weight 0.5)")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer is one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer == "sgd" and self.learning_rate is None:
+            raise ValueError("optimizer 'sgd' needs a learning rate (--lr): the models' registered rates are Adam's, "
+                             "about ten times too small for SGD (0.01 is the usual start)")
         if self.distill_views not in ("image", "augmented"):
             raise ValueError(f"distill_views is 'image' or 'augmented', got {self.distill_views!r}")
         if self.distill_views == "augmented" and not self.teachers:

@@ -164,8 +164,8 @@ def train(cfg: TrainConfig) -> Path:
         for layer in model.layers[:-1]:
             layer.trainable = not freeze
         model.layers[-1].trainable = True
-        model.compile(optimizer=make_optimizer(schedule(stage_lr, steps, stage_epochs, cfg.warmup_epochs, cfg.lr_schedule), cfg.weight_decay),
-                      loss=loss, metrics=metrics)
+        rate = schedule(stage_lr, steps, stage_epochs, cfg.warmup_epochs, cfg.lr_schedule)
+        model.compile(optimizer=make_optimizer(rate, cfg.weight_decay, cfg.optimizer), loss=loss, metrics=metrics)
         best = best_so_far(history_csv, monitor)
         callbacks = [
             keras.callbacks.BackupAndRestore(str(out / f"backup_{stage_name}"), delete_checkpoint=False),

@@ -66,14 +66,21 @@ def make_augmenter(seed: int, random_erasing: float = 0.0):
     return keras.Sequential(steps, name="augment")
 
 
-def make_optimizer(schedule, weight_decay: float):
-    """Adam, or AdamW with decoupled decay on kernels only (BatchNorm and biases are not decayed)."""
+def make_optimizer(schedule, weight_decay: float, optimizer: str = "adam"):
+    """Adam (AdamW when ``weight_decay`` > 0), or SGD with Nesterov momentum 0.9; decoupled weight decay applies to
+    kernels only (BatchNorm and biases are not decayed)."""
     import keras
 
-    if weight_decay <= 0:
-        return keras.optimizers.Adam(schedule)
-    opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
-    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    if optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay or None)
+    elif optimizer == "adam":
+        if weight_decay <= 0:
+            return keras.optimizers.Adam(schedule)
+        opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer is 'adam' or 'sgd', got {optimizer!r}")
+    if weight_decay > 0:
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
 
 
