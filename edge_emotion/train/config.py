@@ -27,7 +27,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     augment: bool = True
     random_erasing: float = 0.0  # probability of erasing one random patch per training image (0: off)
-    weight_decay: float = 0.0  # decoupled weight decay (AdamW) on kernels; 0: plain Adam
+    weight_decay: float = 0.0  # decoupled weight decay on kernels (Adam becomes AdamW); 0: none
     optimizer: str = "adam"  # adam (AdamW with weight_decay) | sgd (momentum 0.9, Nesterov; the same decay on kernels)
     average_last: int = 0  # keep the last K epochs' weights; the model is their average if that wins on val
     balance: str = "none"  # none | weights | sqrt | oversample

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 
 from ..preprocessing import Preprocessing
+from .config import OPTIMIZERS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def make_optimizer(schedule, weight_decay: float, optimizer: str = "adam"):
             return keras.optimizers.Adam(schedule)
         opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
     else:
-        raise ValueError(f"optimizer is 'adam' or 'sgd', got {optimizer!r}")
+        raise ValueError(f"optimizer is one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if weight_decay > 0:
         opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
