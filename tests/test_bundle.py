@@ -174,7 +174,29 @@ def test_a_refit_models_card_never_quotes_publictest_as_held_out(tmp_path):
     assert "| + averaging | 69.35% | +2.35% |" in table
     assert "| refit on Training + PublicTest | not held out | |" in table
     assert "| tried | 68.00% | -1.35% |" in table  # against the last measured kept row
-    assert "Tried and not kept (gain against the last held-out figure above, the recipe on Training alone):" in table
+    assert any(ln.startswith("Tried and not kept (gain against the recipe as it stood") and ln.endswith("; on Training alone):")
+               for ln in table)
+
+
+def test_ingredient_gains_read_against_the_recipe_they_were_tried_on_in_the_same_form(tmp_path):
+    """A one-pass figure is compared with the recipe's one-pass figure and a flip-averaged one with its flip figure, and
+    an ingredient tried before a later step changed the recipe reads against the recipe it was tried on: a card that
+    set a one-pass row against a flip figure understated it by the flip's gain."""
+    from edge_emotion.export.bundle import _ingredient_lines
+
+    def row(step, acc, flip, kept=True):
+        return {"step": step, "val_accuracy": acc, "flip_average": flip, "kept": kept, "n": 3589}
+
+    rows = [row("start", 0.6704, False), row("+ stage 2", 0.6935, False), row("+ flip", 0.6969, True),
+            row("deeper, one pass", 0.6946, False, kept=False), row("deeper, flip", 0.7102, True, kept=False),
+            row("+ decay, one pass", 0.6966, False), row("+ decay, flip", 0.7021, True),
+            row("refit", None, True), row("tried on the decay recipe, flip", 0.7000, True, kept=False)]
+    (tmp_path / "ingredients.json").write_text(json.dumps(rows))
+    table = _ingredient_lines(tmp_path / "ingredients.json")
+    assert "| + flip | 69.69% | +0.34% |" in table  # the first flip row: against the one-pass step before it
+    assert "| + decay, one pass | 69.66% | +0.31% |" in table and "| + decay, flip | 70.21% | +0.52% |" in table
+    assert "| deeper, one pass | 69.46% | +0.11% |" in table and "| deeper, flip | 71.02% | +1.33% |" in table
+    assert "| tried on the decay recipe, flip | 70.00% | -0.21% |" in table
 
 
 def test_a_run_started_from_a_refit_quotes_no_val_figure_of_its_start(tmp_path):

@@ -349,30 +349,43 @@ def _soft_target_lines(cfg: dict, soft_json: Path) -> list[str]:
 
 
 def _ingredient_lines(path: Path) -> list[str]:
-    """What each ingredient of the recipe gained on PublicTest (``ingredients.json``: measured rows, in order)."""
+    """What each ingredient of the recipe gained on PublicTest (``ingredients.json``: measured rows, in order).
+
+    Every gain reads against the recipe as it stood when that step was measured: the last kept, held-out row before
+    it in the file with the same form (one pass against one pass, flip-averaged against flip-averaged), or the last
+    kept held-out row before it when none has that form (the step that adds the flip). An ingredient tried on an
+    earlier recipe is therefore listed in the file before the step that changed the recipe after it.
+    """
     if not path.is_file():
         return []
     rows = json.loads(path.read_text())
     n = {r.get("n") for r in rows}
     size = f"{n.pop():,} images; " if len(n) == 1 and None not in n else ""
+    base: list[float | None] = []  # each row's reference figure, from the kept held-out rows before it
+    last: dict[bool, float] = {}
+    latest = None
+    for r in rows:
+        flip = bool(r.get("flip_average", False))
+        base.append(last.get(flip, latest))
+        if r.get("kept", True) and r.get("val_accuracy") is not None:
+            last[flip] = latest = r["val_accuracy"]
     out = ["", f"What each ingredient gained, on PublicTest ({size}the selection split):", "",
            "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
-    prev = None
-    kept = [r for r in rows if r.get("kept", True)]
-    for r in kept:
+    kept = [(r, b) for r, b in zip(rows, base) if r.get("kept", True)]
+    for r, b in kept:
         if r.get("val_accuracy") is None:  # a refit: PublicTest is in its training data, so it has no figure there
             out.append(f"| {r['step']} | not held out | |")
             continue
-        gain = "" if prev is None else f"{r['val_accuracy'] - prev:+.2%}"
+        gain = "" if b is None else f"{r['val_accuracy'] - b:+.2%}"
         out.append(f"| {r['step']} | {r['val_accuracy']:.2%} | {gain} |")
-        prev = r["val_accuracy"]
-    tried = [r for r in rows if not r.get("kept", True) and r.get("val_accuracy") is not None]
-    refit = any(r.get("val_accuracy") is None for r in kept)
-    if tried and prev is not None:
-        against = ("the last held-out figure above, the recipe on Training alone" if refit else "the shipped model above")
-        out += ["", f"Tried and not kept (gain against {against}):", "",
-                "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
-        out += [f"| {r['step']} | {r['val_accuracy']:.2%} | {r['val_accuracy'] - prev:+.2%} |" for r in tried]
+    tried = [(r, b) for r, b in zip(rows, base)
+             if not r.get("kept", True) and r.get("val_accuracy") is not None and b is not None]
+    if tried:
+        refit = any(r.get("val_accuracy") is None for r, _ in kept)
+        out += ["", "Tried and not kept (gain against the recipe as it stood when each was tried, in the same form: one "
+                "pass against one pass, flip-averaged against flip-averaged" + ("; on Training alone" if refit else "")
+                + "):", "", "| step | PublicTest accuracy | gain |", "|---|---:|---:|"]
+        out += [f"| {r['step']} | {r['val_accuracy']:.2%} | {r['val_accuracy'] - b:+.2%} |" for r, b in tried]
     return out
 
 
