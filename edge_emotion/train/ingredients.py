@@ -8,9 +8,9 @@
 Each STEP is ``NAME=MODEL`` (one pass) or ``NAME=MODEL:flip`` (the model averaged with its mirror image,
 what ``export --flip-average`` puts in the graph). Every model is scored on the same split; the rows, in
 order, go to ``ingredients.json``, which the bundler copies into the report and the model card shows
-as a table with each step's gain over the one before. ``--tried STEP`` adds an ingredient that was
-measured and not kept (``"kept": false``): the card lists it after the recipe, with its gain against
-the last step of the recipe (the shipped model).
+as a table with each step's gain over the recipe's step before it of the same form (one pass or
+flip-averaged). ``--tried STEP`` adds an ingredient that was measured and not kept (``"kept": false``):
+the card lists it after the recipe, with its gain against the recipe's last step of its form.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("steps", nargs="+", metavar="STEP", help="NAME=MODEL or NAME=MODEL:flip, in recipe order")
     p.add_argument("--tried", action="append", default=[], metavar="STEP",
                    help="an ingredient measured and not kept, NAME=MODEL[:flip] (repeatable): listed after the recipe "
-                        "with its gain against the shipped model")
+                        "with its gain against the recipe's last step of the same form (one pass or flip)")
     p.add_argument("--data", default=DEFAULT_DATA, help="dataset (default: %(default)s)")
     p.add_argument("--split", default="val", help="split to score on (default: %(default)s = PublicTest, the selection split)")
     p.add_argument("--out", "-o", type=Path, required=True, help="ingredients.json to write (in the run folder)")
