@@ -222,6 +222,28 @@ def test_a_run_started_from_a_refit_quotes_no_val_figure_of_its_start(tmp_path):
     assert "refit" not in init and "best val accuracy 77.10%" in _start_lines(cfg, {"init_from": init})[0]
 
 
+def test_a_card_names_every_model_its_run_descends_from_and_sums_their_wall_time():
+    """A FER+ model fine-tuned from a FER-2013 model that was itself continued from an 80-epoch run: the card names
+    all three starts by hash, nearest first, and its total wall time counts them all."""
+    from edge_emotion.export.bundle import _start_lines, _wall_in_all
+
+    def start(sha, labels, epochs, minutes, up=None):
+        return {"sha256": sha * 64, "model_name": "edge_cnn", "label_set": labels, "epochs_run": epochs,
+                "train_wall_seconds": minutes * 60, "git_revision": "0" * 40, "best_val_accuracy": 0.5,
+                **({"init_from": up} if up else {})}
+
+    ex = {"train_wall_seconds": 8 * 60,
+          "init_from": start("a", "ferplus8", 10, 10, start("b", "fer7", 8, 11, start("c", "fer7", 80, 128)))}
+    lines = _start_lines({"init_from": "/somewhere/model.keras", "lr_schedule": "constant"}, ex)
+    assert len(lines) == 3 and lines[0].startswith("- Started from `model.keras`") and "ferplus8, 10 epochs" in lines[0]
+    assert lines[1].startswith("  - that one started from sha256 `bbbb") and "fer7, 8 epochs in 11 min" in lines[1]
+    assert lines[2].startswith("  - that one started from sha256 `cccc") and "80 epochs in 128 min" in lines[2]
+    assert _wall_in_all(ex) == " With the 3 models it descends from 149 min: 157 min in all."
+    one = {"train_wall_seconds": 60, "init_from": start("d", "fer7", 80, 142)}
+    assert _wall_in_all(one) == " With the starting model's 142 min: 143 min in all."
+    assert _wall_in_all({"train_wall_seconds": 60}) == "" and len(_start_lines({"init_from": "m.keras"}, one)) == 1
+
+
 @pytest.mark.parametrize("chosen, start, refused", [
     (None, 0.6743, True),  # measured: seed-7 edge_cnn continued at a constant 3e-4, best epoch 65.17 % vs its start
     ({"name": "average of epochs 6-8 + BN refresh", "epochs": [6, 7, 8], "refresh_bn": True, "val_accuracy": 0.6800},

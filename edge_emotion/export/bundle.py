@@ -236,9 +236,7 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
         f"- Wall time {ex.get('train_wall_seconds', 0) / 60:.0f} min on {ex.get('cpu_count')} CPU cores; TensorFlow {ex.get('tensorflow')}, "
         f"Keras {ex.get('keras')}; git revision `{ex.get('git_revision')}`"
         + (f" (final weights chosen at `{str(ex['finalized_at_git_revision'])[:12]}`)." if ex.get("finalized_at_git_revision") else ".")
-        + (f" With the starting model's {ex['init_from']['train_wall_seconds'] / 60:.0f} min: "
-           f"{(ex.get('train_wall_seconds', 0) + ex['init_from']['train_wall_seconds']) / 60:.0f} min in all."
-           if (ex.get("init_from") or {}).get("train_wall_seconds") else ""),
+        + _wall_in_all(ex),
         f"- Best {ex.get('monitor')}: {ex.get('best_' + str(ex.get('monitor')), 0):.4f}"
         + (" (PublicTest is training data here: not a held-out figure)." if cfg.get("refit") else "."),
         *_soft_target_lines(cfg, dest / "report" / "soft_targets.json"),
@@ -296,24 +294,48 @@ def _optimizer_name(cfg: dict) -> str:
     return ("AdamW" if decay else "Adam") + decay
 
 
+def _wall_in_all(ex: dict) -> str:
+    """`` With the starting models' N min: M min in all.`` over every recorded start, or nothing for a run from scratch."""
+    starts = [i.get("train_wall_seconds") for i in _start_chain(ex)]
+    if not starts or not starts[0]:
+        return ""
+    before = sum(w for w in starts if w)
+    whose = "the starting model's" if len(starts) == 1 else f"the {len(starts)} models it descends from"
+    return f" With {whose} {before / 60:.0f} min: {(ex.get('train_wall_seconds', 0) + before) / 60:.0f} min in all."
+
+
+def _start_chain(ex: dict) -> list[dict]:
+    """The models a run descends from, nearest first (each recorded start's summary holds its own start's)."""
+    chain, init = [], ex.get("init_from")
+    while isinstance(init, dict) and init:
+        chain.append(init)
+        init = init.get("init_from")
+    return chain
+
+
+def _start_summary(init: dict) -> str:
+    return (f"sha256 `{init['sha256'][:16]}…`, {init.get('model_name')} on {init.get('label_set')}, "
+            f"{init.get('epochs_run')} epochs in {(init.get('train_wall_seconds') or 0) / 60:.0f} min at git revision "
+            f"`{str(init.get('git_revision'))[:12]}`, " +
+            ("a refit: PublicTest was in its training data, so it has no held-out figure" if init.get("refit") else
+             f"best val accuracy {init.get('best_val_accuracy') or 0:.2%}"))
+
+
 def _start_lines(cfg: dict, ex: dict) -> list[str]:
-    """Where a fine-tuned or continued run started: the file, its SHA-256 and how that model was trained."""
+    """Where a fine-tuned or continued run started: the file, its SHA-256 and how that model was trained, then the
+    models that one descends from (e.g. a FER+ model's FER-2013 start), each by its hash."""
     if not cfg.get("init_from"):
         return []
     init = ex.get("init_from") or {}
     how = ("new head on a frozen body, then all layers fine-tuned" if cfg.get("head_epochs") else
            "same classes: a weight-averaging phase at a constant learning rate" if cfg.get("lr_schedule") == "constant" else
            "same classes: a second, low-rate cosine cycle")
-    if init.get("sha256"):  # the file is named by its hash; the path was the trainer's machine's
-        line = f"- Started from `{Path(cfg['init_from']).name}` ({how})"
-        line += (f": sha256 `{init['sha256'][:16]}…`, {init.get('model_name')} on {init.get('label_set')}, "
-                 f"{init.get('epochs_run')} epochs in {(init.get('train_wall_seconds') or 0) / 60:.0f} min at git revision "
-                 f"`{str(init.get('git_revision'))[:12]}`, " +
-                 ("a refit: PublicTest was in its training data, so it has no held-out figure" if init.get("refit") else
-                  f"best val accuracy {init.get('best_val_accuracy') or 0:.2%}"))
-    else:  # runs finalised before the starting model was recorded
-        line = f"- Started from `{cfg['init_from']}` ({how}), as of git revision `{str(ex.get('git_revision'))[:12]}`"
-    return [line + "."]
+    if not init.get("sha256"):  # runs finalised before the starting model was recorded
+        return [f"- Started from `{cfg['init_from']}` ({how}), as of git revision `{str(ex.get('git_revision'))[:12]}`."]
+    # the file is named by its hash; the path was the trainer's machine's
+    out = [f"- Started from `{Path(cfg['init_from']).name}` ({how}): {_start_summary(init)}."]
+    out += [f"  - that one started from {_start_summary(up)}." for up in _start_chain(ex)[1:] if up.get("sha256")]
+    return out
 
 
 def _short(path: str) -> str:
