@@ -295,7 +295,8 @@ def _optimizer_name(cfg: dict) -> str:
 
 
 def _wall_in_all(ex: dict) -> str:
-    """`` With the starting models' N min: M min in all.`` over every recorded start, or nothing for a run from scratch."""
+    """The card's total wall time over every recorded start (`` With the starting model's N min: M min in all.``), or
+    nothing when the nearest start has no wall time recorded (a run from scratch, or an old record)."""
     starts = [i.get("train_wall_seconds") for i in _start_chain(ex)]
     if not starts or not starts[0]:
         return ""
@@ -314,6 +315,7 @@ def _start_chain(ex: dict) -> list[dict]:
 
 
 def _start_summary(init: dict) -> str:
+    """One recorded start: its hash, model, label set, training length and its held-out figure (none for a refit)."""
     return (f"sha256 `{init['sha256'][:16]}…`, {init.get('model_name')} on {init.get('label_set')}, "
             f"{init.get('epochs_run')} epochs in {(init.get('train_wall_seconds') or 0) / 60:.0f} min at git revision "
             f"`{str(init.get('git_revision'))[:12]}`, " +
@@ -326,16 +328,15 @@ def _start_lines(cfg: dict, ex: dict) -> list[str]:
     models that one descends from (e.g. a FER+ model's FER-2013 start), each by its hash."""
     if not cfg.get("init_from"):
         return []
-    init = ex.get("init_from") or {}
+    chain = _start_chain(ex)
     how = ("new head on a frozen body, then all layers fine-tuned" if cfg.get("head_epochs") else
            "same classes: a weight-averaging phase at a constant learning rate" if cfg.get("lr_schedule") == "constant" else
            "same classes: a second, low-rate cosine cycle")
-    if not init.get("sha256"):  # runs finalised before the starting model was recorded
+    if not chain or not chain[0].get("sha256"):  # runs finalised before the starting model was recorded
         return [f"- Started from `{cfg['init_from']}` ({how}), as of git revision `{str(ex.get('git_revision'))[:12]}`."]
     # the file is named by its hash; the path was the trainer's machine's
-    out = [f"- Started from `{Path(cfg['init_from']).name}` ({how}): {_start_summary(init)}."]
-    out += [f"  - that one started from {_start_summary(up)}." for up in _start_chain(ex)[1:] if up.get("sha256")]
-    return out
+    return [f"- Started from `{Path(cfg['init_from']).name}` ({how}): {_start_summary(chain[0])}.",
+            *(f"  - that one started from {_start_summary(up)}." for up in chain[1:] if up.get("sha256"))]
 
 
 def _short(path: str) -> str:
