@@ -220,6 +220,13 @@ def test_a_run_started_from_a_refit_quotes_no_val_figure_of_its_start(tmp_path):
     (tmp_path / "model.keras.json").write_text(meta.to_json())
     init = _init_summary(str(start))
     assert "refit" not in init and "best val accuracy 77.10%" in _start_lines(cfg, {"init_from": init})[0]
+    assert "final weights" not in _start_lines(cfg, {"init_from": init})[0]  # none recorded: none quoted
+    # a start whose final weights were chosen on val (BN refresh, an average) quotes that figure beside its best epoch's
+    meta.extra["final_weights"] = {"best_single_epoch_val_accuracy": 0.674, "chosen": {"val_accuracy": 0.6966}}
+    (tmp_path / "model.keras.json").write_text(meta.to_json())
+    init = _init_summary(str(start))
+    assert init["final_val_accuracy"] == 0.6966
+    assert "best val accuracy 77.10%, its final weights 69.66%" in _start_lines(cfg, {"init_from": init})[0]
 
 
 def test_a_card_names_every_model_its_run_descends_from_and_sums_their_wall_time():

@@ -320,7 +320,8 @@ def _start_summary(init: dict) -> str:
             f"{init.get('epochs_run')} epochs in {(init.get('train_wall_seconds') or 0) / 60:.0f} min at git revision "
             f"`{str(init.get('git_revision'))[:12]}`, " +
             ("a refit: PublicTest was in its training data, so it has no held-out figure" if init.get("refit") else
-             f"best val accuracy {init.get('best_val_accuracy') or 0:.2%}"))
+             f"best val accuracy {init.get('best_val_accuracy') or 0:.2%}"
+             + (f", its final weights {init['final_val_accuracy']:.2%}" if init.get("final_val_accuracy") is not None else "")))
 
 
 def _start_lines(cfg: dict, ex: dict) -> list[str]:

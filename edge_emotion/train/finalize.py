@@ -48,6 +48,11 @@ def _init_summary(path: str | None) -> dict | None:
     out.update({"model_name": meta.model_name, "label_set": meta.label_set})
     if (ex.get("config") or {}).get("refit"):  # its val split was in its training data: its val figure is not held out
         out["refit"] = True
+    else:  # what its final weights (BN refresh, averages) scored on val, in float32: often well above its best epoch
+        fw = ex.get("final_weights") or {}
+        final = (fw.get("chosen") or {}).get("val_accuracy") or fw.get("best_single_epoch_val_accuracy")
+        if final is not None:
+            out["final_val_accuracy"] = final
     if ex.get("init_from"):  # a chain of runs keeps its whole history
         out["init_from"] = ex["init_from"]
     return out
