@@ -49,13 +49,20 @@ def _init_summary(path: str | None) -> dict | None:
     if (ex.get("config") or {}).get("refit"):  # its val split was in its training data: its val figure is not held out
         out["refit"] = True
     else:  # what its final weights (BN refresh, averages) scored on val, in float32: often well above its best epoch
-        fw = ex.get("final_weights") or {}
-        final = (fw.get("chosen") or {}).get("val_accuracy") or fw.get("best_single_epoch_val_accuracy")
+        final = saved_val_accuracy(ex.get("final_weights"))
         if final is not None:
             out["final_val_accuracy"] = final
     if ex.get("init_from"):  # a chain of runs keeps its whole history
         out["init_from"] = ex["init_from"]
     return out
+
+
+def saved_val_accuracy(final_weights: dict | None) -> float | None:
+    """What the weights a run saved scored on val: the chosen candidate's figure, else its best single epoch's (None
+    when the record has neither, e.g. a refit, whose weights were set by rule)."""
+    fw = final_weights or {}
+    chosen = fw.get("chosen")  # a candidate is only chosen when it beats the best epoch (and a continued run's start)
+    return chosen["val_accuracy"] if chosen and chosen.get("val_accuracy") is not None else fw.get("best_single_epoch_val_accuracy")
 
 
 def lost_to_start(final_weights: dict | None) -> tuple[float, float] | None:
@@ -66,8 +73,7 @@ def lost_to_start(final_weights: dict | None) -> tuple[float, float] | None:
     start = fw.get("starting_model_val_accuracy")
     if start is None:
         return None
-    chosen = fw.get("chosen")  # a candidate is only chosen when it beats the start
-    saved = chosen["val_accuracy"] if chosen else (fw.get("best_single_epoch_val_accuracy") or 0.0)
+    saved = saved_val_accuracy(fw) or 0.0
     return (saved, start) if saved <= start else None
 
 
