@@ -87,7 +87,7 @@ def measure_row(path: Path, args) -> dict:
 
     import cv2
 
-    from .evaluate import add_leakage_free, metrics_from_probs
+    from .evaluate import add_leakage_free, metrics_from_probs, training_images
     from .predict import classifier_predictor, predict_images
     from .formats import format_for_path
     from .metadata import read_metadata, sha256_file
@@ -123,11 +123,13 @@ def measure_row(path: Path, args) -> dict:
     if x_all is not None:
         probs = predict_images(classifier_predictor(clf), x_all)  # the classifier loaded above, not a second copy
         res = metrics_from_probs(probs, y_all, clf.labels)
-        if "train" in ds.splits:
-            add_leakage_free(res, probs.argmax(1) == y_all, x_all, ds["train"].x)
+        train_x, val_in_train = training_images(ds, meta)
+        if train_x is not None:
+            add_leakage_free(res, probs.argmax(1) == y_all, x_all, train_x, val_in_train)
         row["accuracy"], row["macro_f1"], row["n_test"] = res.accuracy, res.macro_f1, res.n
-        if "without_train_copies" in res.extra:  # JSON only: test images with no pixel-identical copy in Training
+        if "without_train_copies" in res.extra:  # JSON only: test images with no pixel-identical copy in its training data
             row["accuracy_without_train_copies"] = res.extra["without_train_copies"]["accuracy"]
+            row["train_copies_excluded"] = res.extra["without_train_copies"]["excluded"]  # 314 for a refit: val copies too
 
     # face detection on a 640x480 frame, and end to end on the clip
     from .runtime import EmotionDetector

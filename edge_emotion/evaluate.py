@@ -28,21 +28,40 @@ class EvalResult:
         s = f"{Path(self.model).name} on {self.split} (n={self.n}): accuracy {self.accuracy:.2%}, macro-F1 {self.macro_f1:.3f}"
         if self.tta_accuracy is not None:
             s += f", with flip-TTA {self.tta_accuracy:.2%}"
+        if self.extra.get("val_in_train"):
+            s += " (a refit: these images were in its training data, so this is not a held-out figure)"
         clean = self.extra.get("without_train_copies")
         if clean:
-            s += f"; {clean['accuracy']:.2%} on the {clean['n']} images without an exact copy in the training split"
+            where = "its training data (train + val: a refit)" if clean.get("val_in_train") else "the training split"
+            s += f"; {clean['accuracy']:.2%} on the {clean['n']} images without an exact copy in {where}"
         return s
 
 
-def add_leakage_free(result: EvalResult, pred_ok: np.ndarray, x: np.ndarray, train_x: np.ndarray) -> EvalResult:
-    """Add the accuracy on the images that have no pixel-identical copy in the training split."""
+def add_leakage_free(result: EvalResult, pred_ok: np.ndarray, x: np.ndarray, train_x: np.ndarray,
+                     val_in_train: bool = False) -> EvalResult:
+    """Add the accuracy on the images that have no pixel-identical copy in the training images ``train_x``
+    (for a refit, ``val_in_train``: train + val, see :func:`training_images`)."""
     from .datasets import exact_copies_in
 
     copies = exact_copies_in(x, train_x)
     if copies.any() and not copies.all():
         result.extra["without_train_copies"] = {"n": int((~copies).sum()), "excluded": int(copies.sum()),
-                                                "accuracy": float(pred_ok[~copies].mean())}
+                                                "accuracy": float(pred_ok[~copies].mean()),
+                                                **({"val_in_train": True} if val_in_train else {})}
     return result
+
+
+def training_images(ds, meta) -> tuple[np.ndarray | None, bool]:
+    """The images of ``ds`` that the model of ``meta`` was trained on, and whether val is among them.
+
+    The train split, plus the val split for a refit (:attr:`ModelMetadata.trained_on_val`): a leakage-free
+    figure must leave out the test images copied in either. ``None`` when the dataset has no train split.
+    """
+    if "train" not in ds.splits:
+        return None, False
+    if meta.trained_on_val and "val" in ds.splits:
+        return ds.with_val_in_train()["train"].x, True
+    return ds["train"].x, False
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -91,6 +110,9 @@ def evaluate_file(model_path: str | Path, data: str | Path, split: str = "test",
     probs, labels = predict_file(model_path, x)
     tta_probs = predict_file(model_path, x, flip=True)[0] if tta else None
     res = metrics_from_probs(probs, y, labels, str(model_path), split, tta_probs)
-    if split != "train" and "train" in ds.splits:
-        add_leakage_free(res, probs.argmax(1) == y, x, ds["train"].x)
+    train_x, val_in_train = training_images(ds, meta)
+    if split == "val" and val_in_train:
+        res.extra["val_in_train"] = True  # a refit: these images were trained on, the figure is not held out
+    elif split != "train" and train_x is not None:
+        add_leakage_free(res, probs.argmax(1) == y, x, train_x, val_in_train)
     return res

@@ -79,6 +79,16 @@ class ModelMetadata:
         return Preprocessing.from_metadata(self)
 
     @property
+    def trained_on_val(self) -> bool:
+        """True for a refit: its dataset's val split was part of its training data, so no val figure is held out.
+
+        Read from what training recorded: ``refit`` (kept by the exporter), the run's ``config`` or its
+        ``final_weights``.
+        """
+        ex = self.extra or {}
+        return bool(ex.get("refit") or (ex.get("config") or {}).get("refit") or (ex.get("final_weights") or {}).get("refit"))
+
+    @property
     def channels(self) -> int:
         return self.preprocessing.channels
 

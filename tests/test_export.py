@@ -85,5 +85,29 @@ def test_evaluate_takes_exported_artifacts(fer_npz):
     r = evaluate_file(path, fer_npz, "test", limit=500, tta=True)
     assert r.n == 500 and 0.3 < r.accuracy <= 1 and r.tta_accuracy is not None
     assert sum(m["support"] for m in r.per_class.values()) == 500
-    clean = r.extra["without_train_copies"]  # PrivateTest images with a pixel-identical copy in Training
+    clean = r.extra["without_train_copies"]  # PrivateTest images with a pixel-identical copy in its training data
     assert clean["n"] + clean["excluded"] == 500 and clean["excluded"] > 0 and 0.3 < clean["accuracy"] <= 1
+    # a refit (the default is one today) trained on PublicTest too: the copies there are left out as well
+    from edge_emotion.datasets import exact_copies_in, load_dataset
+
+    ds = load_dataset(fer_npz)
+    seen = [ds["train"].x] + ([ds["val"].x] if read_metadata(path).trained_on_val else [])
+    assert clean["excluded"] == int(exact_copies_in(ds["test"].x[:500], np.concatenate(seen)).sum())
+    assert clean.get("val_in_train", False) == read_metadata(path).trained_on_val
+
+
+def test_leakage_free_figure_of_a_refit_leaves_out_copies_of_val_too(fer_npz):
+    """A refit's val split is training data: its test copies are not held out, and its val figure is not either."""
+    from edge_emotion.datasets import load_dataset
+    from edge_emotion.evaluate import training_images
+    from edge_emotion.metadata import ModelMetadata
+
+    ds = load_dataset(fer_npz)
+    plain = ModelMetadata(labels=list(ds.label_set.labels), label_set="fer7")
+    for refit_record in ({"refit": True}, {"config": {"refit": True}}, {"final_weights": {"refit": True}}):
+        refit = ModelMetadata(labels=list(ds.label_set.labels), label_set="fer7", extra=refit_record)
+        assert refit.trained_on_val and not plain.trained_on_val
+        x, val_in = training_images(ds, refit)
+        assert val_in and len(x) == len(ds["train"].x) + len(ds["val"].x)
+    x, val_in = training_images(ds, plain)
+    assert not val_in and x is ds["train"].x

@@ -142,8 +142,9 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
         calib_info = {"calibration_source": str(calib or data), "calibration_images": int(len(raw))}
     art_meta = meta.derive(format=fmt.name, precision=precision, source_sha256=sha256_file(model_path),
                            extra={k: v for k, v in {**meta.extra, **(calib_info or {}),
-                                                    **({"flip_average": True} if flip_average else {})}.items()
-                                  if k != "config"})
+                                                    **({"flip_average": True} if flip_average else {}),
+                                                    **({"refit": True} if meta.trained_on_val else {})}.items()
+                                  if k != "config"})  # the run's config stays with the Keras model; a refit is kept
     bar = tqdm(total=len(calib_x) if calib_x is not None else 0, desc=f"calibrating {out.name}", unit="img",
                disable=not show_progress or calib_x is None, leave=False)
     EXPORTERS[fmt.name](model, art_meta, out, precision, calib_x, {"reduce_range": reduce_range}, bar.update)
