@@ -86,7 +86,8 @@ class ModelMetadata:
         ``final_weights``.
         """
         ex = self.extra or {}
-        return bool(ex.get("refit") or (ex.get("config") or {}).get("refit") or (ex.get("final_weights") or {}).get("refit"))
+        return bool(ex.get("refit") or (ex.get("config") or {}).get("refit")
+                    or (ex.get("final_weights") or {}).get("refit"))
 
     @property
     def channels(self) -> int:

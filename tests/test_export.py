@@ -94,10 +94,13 @@ def test_evaluate_takes_exported_artifacts(fer_npz):
     seen = [ds["train"].x] + ([ds["val"].x] if read_metadata(path).trained_on_val else [])
     assert clean["excluded"] == int(exact_copies_in(ds["test"].x[:500], np.concatenate(seen)).sum())
     assert clean.get("val_in_train", False) == read_metadata(path).trained_on_val
+    v = evaluate_file(path, fer_npz, "val", limit=200)  # a refit's val figure says it was trained on
+    assert v.extra.get("val_in_train", False) == read_metadata(path).trained_on_val
+    assert ("not a held-out figure" in v.summary()) == read_metadata(path).trained_on_val
 
 
 def test_leakage_free_figure_of_a_refit_leaves_out_copies_of_val_too(fer_npz):
-    """A refit's val split is training data: its test copies are not held out, and its val figure is not either."""
+    """A refit's val split is training data: the test images copied there are left out of its leakage-free figure."""
     from edge_emotion.datasets import load_dataset
     from edge_emotion.evaluate import training_images
     from edge_emotion.metadata import ModelMetadata
