@@ -110,9 +110,10 @@ def evaluate_file(model_path: str | Path, data: str | Path, split: str = "test",
     probs, labels = predict_file(model_path, x)
     tta_probs = predict_file(model_path, x, flip=True)[0] if tta else None
     res = metrics_from_probs(probs, y, labels, str(model_path), split, tta_probs)
-    train_x, val_in_train = training_images(ds, meta)
-    if split == "val" and val_in_train:
+    if split == "val" and meta.trained_on_val:
         res.extra["val_in_train"] = True  # a refit: these images were trained on, the figure is not held out
-    elif split != "train" and train_x is not None:
-        add_leakage_free(res, probs.argmax(1) == y, x, train_x, val_in_train)
+    elif split != "train":
+        train_x, val_in_train = training_images(ds, meta)  # only here: a refit's train + val is a 32,000-image copy
+        if train_x is not None:
+            add_leakage_free(res, probs.argmax(1) == y, x, train_x, val_in_train)
     return res
