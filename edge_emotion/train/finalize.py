@@ -46,7 +46,7 @@ def _init_summary(path: str | None) -> dict | None:
     ex = meta.extra
     out.update({k: ex.get(k) for k in ("git_revision", "epochs_run", "train_wall_seconds", "best_val_accuracy")})
     out.update({"model_name": meta.model_name, "label_set": meta.label_set})
-    if (ex.get("config") or {}).get("refit"):  # its val split was in its training data: its val figure is not held out
+    if meta.trained_on_val:  # a refit: its val split was in its training data, so its val figure is not held out
         out["refit"] = True
     else:  # what its final weights (BN refresh, averages) scored on val, in float32: often well above its best epoch
         final = saved_val_accuracy(ex.get("final_weights"))
