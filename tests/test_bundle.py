@@ -124,6 +124,24 @@ def test_card_explains_a_rejected_export_by_what_was_measured(tmp_path):
     assert "barely moves" in ties and "rejected_b_int8.onnx.validation.json" in ties
 
 
+def test_card_summarises_a_calibration_sweep_by_size_and_by_draw(tmp_path):
+    """A run with a calibration sweep (benchmarks.calibration_size) gets one line: the mean per size and how far the
+    draws of one size differ, so a reader can tell a real size effect from the luck of the draw."""
+    from edge_emotion.export.bundle import _calibration_lines
+
+    (tmp_path / "report").mkdir()
+    assert _calibration_lines(tmp_path) == []
+    rows = [{"images": n, "seed": s, "accuracy": a} for n, s, a in
+            ((500, 0, 0.70), (500, 1, 0.71), (2000, 0, 0.702), (2000, 1, 0.704))]
+    (tmp_path / "report" / "calibration_size.json").write_text(json.dumps(
+        {"model": "/x/wd_s2/model.keras", "flip_average": True, "note": "the recipe on Training alone", "split": "val", "n": 3589, "fp32_accuracy": 0.7021,
+         "rows": rows}))
+    (line,) = [x for x in _calibration_lines(tmp_path) if x]
+    assert "`wd_s2/model.keras` (flip-averaged), the recipe on Training alone, scored on PublicTest (3,589 faces; its fp32 graph 70.21%)" in line
+    assert "(2 draws each): 500: 70.50 %, 2,000: 70.30 %" in line and "differ by up to 1.00 point" in line
+    assert "report/calibration_size.json" in line
+
+
 def test_card_names_each_teacher_by_its_run(tmp_path):
     """A distilled model's card tells its teachers apart (several runs' teachers are all model.keras) and says how
     well their soft targets matched the PublicTest labels."""

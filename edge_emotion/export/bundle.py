@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 REPORT_FILES = ["report.md", "report.json", "curves.png", "confusion_test.png", "confusion_val.png", "examples_test.png",
                 "class_distribution.png", "samples.png", "history.csv", "config.json", "metadata.json", "soft_targets.json",
-                "ingredients.json"]
+                "ingredients.json", "calibration_size.json"]
 START_REPORT_FILES = ["report.md", "report.json", "curves.png", "history.csv", "config.json"]
 """What ``report/start/`` keeps of the run a continued or fine-tuned run started from."""
 DEFAULT_ARTIFACTS = ["tflite:int8", "tflite:fp32", "onnx:fp32", "onnx:fp16", "onnx:int8"]
@@ -265,6 +265,7 @@ def model_card(name: str, dest: Path, entry: dict, card_at: Path | None = None) 
                   "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
         for lab, m in test.get("per_class", {}).items():
             lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    lines += _calibration_lines(dest, report)
     lines += _rejected_lines(dest, report)
     if entry.get("reference"):
         lines += ["", "A reference model: every file of it stays in the repository (`zoo/" + name + "/`), none ships in "
@@ -475,6 +476,32 @@ def _rejected_lines(dest: Path, report: str = "report/") -> list[str]:
     if not out:
         return []
     return ["", "Rejected by the export gate and not shipped:", "", *out]
+
+
+SPLIT_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+"""The official FER-2013 names of the splits, as the cards print them."""
+
+
+def _calibration_lines(dest: Path, report: str = "report/") -> list[str]:
+    """How the int8 figure moves with the calibration set: ``report/calibration_size.json``, a sweep written by
+    ``python -m benchmarks.calibration_size`` (several sizes, several draws of each), when the run has one."""
+    f = dest / "report" / "calibration_size.json"
+    if not f.is_file():
+        return []
+    s = json.loads(f.read_text())
+    by_size: dict[int, list[float]] = {}
+    for r in s["rows"]:
+        by_size.setdefault(r["images"], []).append(r["accuracy"])
+    means = ", ".join(f"{n:,}: {100 * sum(a) / len(a):.2f} %" for n, a in sorted(by_size.items()))
+    draws = {len(a) for a in by_size.values()}
+    spread = max(max(a) - min(a) for a in by_size.values())
+    split = SPLIT_NAMES.get(s["split"], s["split"])
+    return ["", f"How the int8 figure moves with its calibration set (class-balanced Training images): a sweep on "
+            f"`{_short(s['model'])}`{' (flip-averaged)' if s.get('flip_average') else ''}"
+            f"{', ' + s['note'] if s.get('note') else ''}, scored on {split} "
+            f"({s['n']:,} faces; its fp32 graph {s['fp32_accuracy']:.2%}), mean int8 accuracy by calibration set size "
+            f"({'/'.join(map(str, sorted(draws)))} draws each): {means}; draws of one size differ by up to "
+            f"{100 * spread:.2f} point ([`report/calibration_size.json`]({report}calibration_size.json))."]
 
 
 def _leakage_lines(test: dict) -> list[str]:
