@@ -167,3 +167,18 @@ def test_readme_quotes_the_current_alignment_crop_and_long_run_figures():
     lr = _result("benchmark.json")["long_run"]
     assert f"{lr['multi_fps']:.0f} frames/s over all sources ({lr['multi_seconds']:.0f} s)" in README, (
         "re-quote benchmark.json's long_run in the README's Streams table")
+
+
+def test_readme_quotes_the_default_cards_calibration_sweep():
+    """The README's calibration-size figures are the sweep in the default's card (zoo/<default>/report/)."""
+    sweep = json.loads((ROOT / "zoo" / INDEX["default"] / "report" / "calibration_size.json").read_text())
+    by_size: dict[int, list[float]] = {}
+    for r in sweep["rows"]:
+        by_size.setdefault(r["images"], []).append(100 * r["accuracy"])
+    means = [sum(a) / len(a) for a in by_size.values()]
+    spread = max(max(a) - min(a) for a in by_size.values())
+    text = " ".join(README.split())
+    assert (f"{min(by_size):,} to {max(by_size):,} images give a mean int8 PublicTest accuracy of "
+            f"{min(means):.2f} to {max(means):.2f} % over three draws each (fp32: {100 * sweep['fp32_accuracy']:.2f} %), "
+            f"while two draws of one size differ by up to {spread:.2f} point") in text, (
+        "re-quote the calibration sweep (python -m benchmarks.calibration_size) in the README's export section")
