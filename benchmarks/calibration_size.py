@@ -1,9 +1,9 @@
 """How many calibration images a full-int8 TFLite export needs: the sweep behind the exporter's 2,000.
 
 For every calibration set (a size and a draw of class-balanced Training images) the Keras model is exported to a
-full-int8 TFLite in a temporary folder, through the exporter's own functions, and the artifact runs through the
-runtime on a labelled split: its accuracy, its top-1 agreement with the same graph in fp32, and its mean absolute
-probability difference. Several draws at one size show how far the figure moves with the draw alone; a size is
+full-int8 TFLite in a temporary folder by the exporter itself (``export_model``; its gate is left to this
+comparison), and the artifact runs through the runtime on a labelled split: its accuracy, its top-1 agreement with
+the same graph in fp32, and its mean absolute probability difference. Several draws at one size show how far the figure moves with the draw alone; a size is
 only better than another if it beats that spread. Score on a split the model did not train on (PublicTest for a
 model trained on Training alone); PrivateTest is for the final figure, not for choosing.
 
@@ -37,9 +37,8 @@ def sweep(model_path: Path, sizes: list[int], seeds: list[int], data: Path, spli
 
     from edge_emotion.datasets import load_dataset
     from edge_emotion.evaluate import predict_file
-    from edge_emotion.export import load_keras_with_metadata
-    from edge_emotion.export.calibration import calibration_images
-    from edge_emotion.export.tflite import export_tflite
+    from edge_emotion.export import export_model, load_keras_with_metadata
+    from edge_emotion.metadata import read_metadata
     from edge_emotion.predict import keras_predictor, predict_images
     from edge_emotion.preprocessing import Preprocessing
 
@@ -50,24 +49,21 @@ def sweep(model_path: Path, sizes: list[int], seeds: list[int], data: Path, spli
         from edge_emotion.train.models import flip_averaged
 
         model = flip_averaged(model)
-    prep = Preprocessing.from_metadata(meta)
-    ds = load_dataset(data, meta.label_set)
-    s = ds[split]
+    s = load_dataset(data, meta.label_set)[split]
     x, y = (s.x[:limit], s.hard_labels[:limit]) if limit else (s.x, s.hard_labels)
-    ref = predict_images(keras_predictor(model, prep), x)
+    ref = predict_images(keras_predictor(model, Preprocessing.from_metadata(meta)), x)
     res = {"model": str(model_path), "flip_average": flip, "split": split, "n": int(len(y)), "data": str(data),
            "fp32_accuracy": float((ref.argmax(1) == y).mean()), "rows": [],
            **({"note": note} if note else {})}
     runs = [(n, seed) for n in sizes for seed in seeds]
     for n, seed in tqdm(runs, desc="int8 exports", unit="export", disable=not sys.stderr.isatty()):
         t0 = time.time()
-        raw = calibration_images(data, n, seed=seed, preprocessing=prep)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model_int8.tflite"
-            export_tflite(model, meta.derive(format="tflite", precision="int8"), path, "int8",
-                          predict_images(prep.tf_batch, raw))
-            probs = predict_file(path, x)[0]
-        row = {"images": int(len(raw)), "seed": seed, "accuracy": float((probs.argmax(1) == y).mean()),
+        with tempfile.TemporaryDirectory() as tmp:  # the exporter's own path, its gate left to this comparison
+            art = export_model(model_path, "tflite", "int8", out=tmp, data=data, n_calib=n, calib_seed=seed,
+                               n_validate=0, show_progress=False, flip_average=flip)
+            images = read_metadata(art.path).extra["calibration_images"]  # what the exporter drew, as the artifact records it
+            probs = predict_file(art.path, x)[0]
+        row = {"images": int(images), "seed": seed, "accuracy": float((probs.argmax(1) == y).mean()),
                "agreement": float((probs.argmax(1) == ref.argmax(1)).mean()),
                "mean_prob_diff": float(np.abs(probs - ref).mean()), "seconds": round(time.time() - t0, 1)}
         log.info("%d images, seed %d: accuracy %.2f %%, agreement %.2f %%", row["images"], seed,

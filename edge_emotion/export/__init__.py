@@ -96,12 +96,13 @@ def load_keras_with_metadata(path: Path):
 def export_model(model_path: str | Path, format: str = "tflite", precision: str = "int8", out: str | Path | None = None,
                  calib: str | Path | None = None, data: str | Path | None = None, n_calib: int = DEFAULT_CALIBRATION_IMAGES,
                  n_validate: int = 1000, threshold: float | None = None, reduce_range: bool = True,
-                 show_progress: bool = True, flip_average: bool = False) -> ExportResult:
+                 show_progress: bool = True, flip_average: bool = False, calib_seed: int = 0) -> ExportResult:
     """Export ``model_path`` (.keras with its metadata sidecar) and validate the result.
 
     ``flip_average``: the artifact averages each face with its mirror image inside its graph (one call,
     twice the compute; :func:`edge_emotion.train.models.flip_averaged`), recorded in its metadata as
-    ``extra["flip_average"]``; it is validated against the Keras model with the same averaging.
+    ``extra["flip_average"]``; it is validated against the Keras model with the same averaging. ``calib_seed``: which
+    draw of ``n_calib`` class-balanced images calibrates an int8 export (``benchmarks.calibration_size`` compares draws).
 
     Raises :class:`ExportValidationError` (artifact moved to ``<name>.rejected``) when top-1
     agreement with the Keras model on ``n_validate`` real test images is below ``threshold``
@@ -137,7 +138,7 @@ def export_model(model_path: str | Path, format: str = "tflite", precision: str 
     calib_x = None
     calib_info = None
     if precision == "int8":
-        raw = calibration_images(calib or data, n_calib, preprocessing=prep)
+        raw = calibration_images(calib or data, n_calib, seed=calib_seed, preprocessing=prep)
         calib_x = predict_images(prep.tf_batch, raw)  # model inputs, batch by batch
         calib_info = {"calibration_source": str(calib or data), "calibration_images": int(len(raw))}
     art_meta = meta.derive(format=fmt.name, precision=precision, source_sha256=sha256_file(model_path),
