@@ -3,9 +3,10 @@
 For every calibration set (a size and a draw of class-balanced Training images) the Keras model is exported to a
 full-int8 TFLite in a temporary folder by the exporter itself (``export_model``; its gate is left to this
 comparison), and the artifact runs through the runtime on a labelled split: its accuracy, its top-1 agreement with
-the same graph in fp32, and its mean absolute probability difference. Several draws at one size show how far the figure moves with the draw alone; a size is
-only better than another if it beats that spread. Score on a split the model did not train on (PublicTest for a
-model trained on Training alone); PrivateTest is for the final figure, not for choosing.
+the same graph in fp32, and its mean absolute probability difference. Several draws at one size show how far the
+figure moves with the draw alone; a size is only better than another if it beats that spread. Score on a split the
+model did not train on (PublicTest for a model trained on Training alone); PrivateTest is for the final figure, not
+for choosing.
 
     python -m benchmarks.calibration_size MODEL.keras [--sizes 500 1000 2000 4000 8000] [--seeds 0 1 2]
                                           [--flip] [--split val] [--note TEXT] [--json OUT]
@@ -58,7 +59,7 @@ def sweep(model_path: Path, sizes: list[int], seeds: list[int], data: Path, spli
     runs = [(n, seed) for n in sizes for seed in seeds]
     for n, seed in tqdm(runs, desc="int8 exports", unit="export", disable=not sys.stderr.isatty()):
         t0 = time.time()
-        with tempfile.TemporaryDirectory() as tmp:  # the exporter's own path, its gate left to this comparison
+        with tempfile.TemporaryDirectory() as tmp:
             art = export_model(model_path, "tflite", "int8", out=tmp, data=data, n_calib=n, calib_seed=seed,
                                n_validate=0, show_progress=False, flip_average=flip)
             images = read_metadata(art.path).extra["calibration_images"]  # what the exporter drew, as the artifact records it

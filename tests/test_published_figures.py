@@ -171,14 +171,14 @@ def test_readme_quotes_the_current_alignment_crop_and_long_run_figures():
 
 def test_readme_quotes_the_default_cards_calibration_sweep():
     """The README's calibration-size figures are the sweep in the default's card (zoo/<default>/report/)."""
+    from edge_emotion.export.bundle import calibration_summary
+
     sweep = json.loads((ROOT / "zoo" / INDEX["default"] / "report" / "calibration_size.json").read_text())
-    by_size: dict[int, list[float]] = {}
-    for r in sweep["rows"]:
-        by_size.setdefault(r["images"], []).append(100 * r["accuracy"])
-    means = [sum(a) / len(a) for a in by_size.values()]
-    spread = max(max(a) - min(a) for a in by_size.values())
+    means, draws, spread = calibration_summary(sweep)
+    assert draws == [3], "the README says three draws each"
     text = " ".join(README.split())
-    assert (f"{min(by_size):,} to {max(by_size):,} images give a mean int8 PublicTest accuracy of "
-            f"{min(means):.2f} to {max(means):.2f} % over three draws each (fp32: {100 * sweep['fp32_accuracy']:.2f} %), "
-            f"while two draws of one size differ by up to {spread:.2f} point") in text, (
+    assert (f"{min(means):,} to {max(means):,} images give a mean int8 PublicTest accuracy of "
+            f"{100 * min(means.values()):.2f} to {100 * max(means.values()):.2f} % over three draws each "
+            f"(fp32: {100 * sweep['fp32_accuracy']:.2f} %), "
+            f"while two draws of one size differ by up to {100 * spread:.2f} point") in text, (
         "re-quote the calibration sweep (python -m benchmarks.calibration_size) in the README's export section")

@@ -482,6 +482,17 @@ SPLIT_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 """The official FER-2013 names of the splits, as the cards print them."""
 
 
+def calibration_summary(sweep: dict) -> tuple[dict[int, float], list[int], float]:
+    """A calibration sweep (``benchmarks.calibration_size`` JSON) in three figures: the mean int8 accuracy per
+    calibration set size (sizes ascending), the numbers of draws per size, and the largest spread (max - min) between
+    the draws of one size. The card and the README's check both read it so."""
+    by_size: dict[int, list[float]] = {}
+    for r in sweep["rows"]:
+        by_size.setdefault(r["images"], []).append(r["accuracy"])
+    means = {n: sum(a) / len(a) for n, a in sorted(by_size.items())}
+    return means, sorted({len(a) for a in by_size.values()}), max(max(a) - min(a) for a in by_size.values())
+
+
 def _calibration_lines(dest: Path, report: str = "report/") -> list[str]:
     """How the int8 figure moves with the calibration set: ``report/calibration_size.json``, a sweep written by
     ``python -m benchmarks.calibration_size`` (several sizes, several draws of each), when the run has one."""
@@ -489,18 +500,14 @@ def _calibration_lines(dest: Path, report: str = "report/") -> list[str]:
     if not f.is_file():
         return []
     s = json.loads(f.read_text())
-    by_size: dict[int, list[float]] = {}
-    for r in s["rows"]:
-        by_size.setdefault(r["images"], []).append(r["accuracy"])
-    means = ", ".join(f"{n:,}: {100 * sum(a) / len(a):.2f} %" for n, a in sorted(by_size.items()))
-    draws = {len(a) for a in by_size.values()}
-    spread = max(max(a) - min(a) for a in by_size.values())
+    by_size, draws, spread = calibration_summary(s)
+    means = ", ".join(f"{n:,}: {100 * m:.2f} %" for n, m in by_size.items())
     split = SPLIT_NAMES.get(s["split"], s["split"])
     return ["", f"How the int8 figure moves with its calibration set (class-balanced Training images): a sweep on "
             f"`{_short(s['model'])}`{' (flip-averaged)' if s.get('flip_average') else ''}"
             f"{', ' + s['note'] if s.get('note') else ''}, scored on {split} "
             f"({s['n']:,} faces; its fp32 graph {s['fp32_accuracy']:.2%}), mean int8 accuracy by calibration set size "
-            f"({'/'.join(map(str, sorted(draws)))} draws each): {means}; draws of one size differ by up to "
+            f"({'/'.join(map(str, draws))} draws each): {means}; draws of one size differ by up to "
             f"{100 * spread:.2f} point ([`report/calibration_size.json`]({report}calibration_size.json))."]
 
 
