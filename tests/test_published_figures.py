@@ -182,3 +182,15 @@ def test_readme_quotes_the_default_cards_calibration_sweep():
             f"(fp32: {100 * sweep['fp32_accuracy']:.2f} %), "
             f"while two draws of one size differ by up to {100 * spread:.2f} point") in text, (
         "re-quote the calibration sweep (python -m benchmarks.calibration_size) in the README's export section")
+
+
+def test_readme_quotes_alexnets_latency_against_the_default_from_the_benchmark():
+    """Both places that compare alexnet48's per-face latency with the default's quote the benchmark table's ratio."""
+    rows = {(Path(r["file"]).parent.name, _key(r)): r for r in _result("benchmark.json")["rows"] if r.get("status") == "ok"}
+    alex, default = rows[("alexnet48_fer7", "tflite_int8")], rows[(INDEX["default"], "tflite_int8")]
+    ratio = f"{alex['p50_ms_b1'] / default['p50_ms_b1']:.1f}×"
+    text = " ".join(README.split())
+    assert f"it costs {ratio} the latency per face of the flip-averaged default" in text, (
+        f"re-quote alexnet48's latency ratio ({ratio}, benchmarks/results/benchmark.json) in the README's Bundled models")
+    assert (f"takes {alex['p50_ms_b1']:.3f} ms per face at batch 1, {ratio} the default's {default['p50_ms_b1']:.3f} ms"
+            in text), f"re-quote alexnet48's latency ({ratio}) in the README's Benchmarks"
